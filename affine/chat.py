@@ -1,0 +1,52 @@
+"""One chat template for training and inference.
+
+TRL's ``assistant_only_loss`` needs ``{% generation %}`` markers to know which tokens are the assistant's; SmolLM2's
+shipped ChatML template has none, and TRL refuses to patch it.  We rewrite a ChatML template *with* the markers that
+renders byte-identically to the original (same default system line), so the prompt the model is trained on is exactly
+the prompt it sees at evaluation.  Templates that already carry markers are kept as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\\n|\n)(.*?)<\|im_end\|>", re.DOTALL)
+
+_CHATML = (
+    "{%- for message in messages %}"
+    "{%- if loop.first and messages[0]['role'] != 'system' %}{{ SYSTEM }}{%- endif %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\\n' }}"
+    "{%- else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def training_template(original: str | None) -> str:
+    """A generation-marked equivalent of ``original`` (ChatML only; others must already carry markers)."""
+    if original and "{% generation %}" in original:
+        return original
+    if not original or "<|im_start|>" not in original:
+        raise TemplateError(
+            "the model's chat template has no {% generation %} markers and is not ChatML; "
+            "give the tokenizer a template with generation markers for assistant-only loss"
+        )
+    match = _DEFAULT_SYSTEM.search(original)
+    system = repr(f"<|im_start|>system\n{match.group(1)}<|im_end|>\n") if match else "''"
+    return _CHATML.replace("SYSTEM", system)
+
+
+def install_training_template(tokenizer: Any) -> None:
+    tokenizer.chat_template = training_template(tokenizer.chat_template)
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The text the model continues: the conversation so far plus the assistant header."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

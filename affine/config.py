@@ -1,0 +1,241 @@
+"""Typed, validated ``params.yaml``: one pydantic model per section.
+
+Every stage calls :func:`load_params` first, so a typo'd key, a wrong type or an out-of-range value stops the stage
+before a model is loaded, with the key's dotted path and what is allowed.  Models are strict (``2e-5`` — which
+YAML 1.1 reads as a *string* — is rejected with a hint instead of being silently coerced) and forbid unknown keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+AFFINE_ENVS = ("affine:sat", "affine:abd", "affine:ded")
+AGENTGYM_ENVS = (
+    "agentgym:webshop",
+    "agentgym:alfworld",
+    "agentgym:babyai",
+    "agentgym:sciworld",
+    "agentgym:textcraft",
+)
+ALL_ENVS = AFFINE_ENVS + AGENTGYM_ENVS
+EnvName = Literal[
+    "affine:sat",
+    "affine:abd",
+    "affine:ded",
+    "agentgym:webshop",
+    "agentgym:alfworld",
+    "agentgym:babyai",
+    "agentgym:sciworld",
+    "agentgym:textcraft",
+]
+
+
+class ParamsError(ValueError):
+    """A bad ``params.yaml``; the message is one line per problem, each starting with the key's dotted path."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BaseParams(Section):
+    seed: int = Field(42, ge=0)
+    model: str = Field("embedded:smollm2-135m-instruct", min_length=1)
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+
+    @model_validator(mode="after")
+    def _one_quantization(self) -> BaseParams:
+        if self.load_in_8bit and self.load_in_4bit:
+            raise ValueError("load_in_8bit and load_in_4bit are exclusive: set at most one")
+        return self
+
+
+class SATParams(Section):
+    """Planted k-SAT.  Ranges are inclusive ``[low, high]``; Affine's own setting is n=15, k=10, ratio 4.26."""
+
+    n_vars: list[int] = Field([10, 20], min_length=2, max_length=2)
+    k: list[int] = Field([3, 5], min_length=2, max_length=2)
+    clause_ratio: float = Field(4.2, gt=0, le=20)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SATParams:
+        for key in ("n_vars", "k"):
+            low, high = getattr(self, key)
+            if not 1 <= low <= high:
+                raise ValueError(f"{key} must be [low, high] with 1 <= low <= high, got {[low, high]}")
+        if self.k[1] > self.n_vars[0]:
+            raise ValueError(f"k (max {self.k[1]}) cannot exceed the smallest n_vars ({self.n_vars[0]})")
+        return self
+
+
+class ProgramsParams(Section):
+    """Where ABD/DED rows come from: the generated offline corpus or the real rl-python data."""
+
+    source: Literal["offline", "hub", "files"] = "offline"
+    dataset: str = "satpalsr/rl-python"
+    files: list[str] = []
+    buffer_size: int = Field(5, ge=1)
+    difficulty: int = Field(1, ge=1, le=3)
+
+
+class AgentGymEnvParams(Section):
+    backend: Literal["simulator", "agentgym", "scienceworld"] = "simulator"
+    server_url: str = "http://127.0.0.1:36001"
+    difficulty: int = Field(1, ge=1, le=5)
+    max_turns: int | None = Field(None, ge=1, description="None: AgentGym's per-env eval round limit")
+
+
+class EnvsParams(Section):
+    sat: SATParams = SATParams()
+    programs: ProgramsParams = ProgramsParams()
+    agentgym: dict[str, AgentGymEnvParams] = {}
+    invalid_penalty: float = Field(-0.05, le=0)
+    timeout_penalty: float = Field(-0.2, le=0)
+
+
+class CollectAffine(Section):
+    num_samples: int = Field(10000, ge=0)
+    environments: list[EnvName] = list(AFFINE_ENVS)
+
+
+class CollectAgentGym(Section):
+    num_episodes: int = Field(5000, ge=0)
+    max_episode_length: int = Field(50, ge=1)
+    environments: list[EnvName] = list(AGENTGYM_ENVS)
+    trajectory_files: list[str] = []
+
+
+class CollectParams(Section):
+    affine: CollectAffine = CollectAffine()
+    agentgym: CollectAgentGym = CollectAgentGym()
+
+
+class SFTParams(Section):
+    use_lora: bool = True
+    lora_r: int = Field(64, ge=1)
+    lora_alpha: int = Field(128, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    num_epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, ge=-1, description="-1: run num_epochs")
+    batch_size: int = Field(2, ge=1)
+    gradient_accumulation_steps: int = Field(8, ge=1)
+    learning_rate: float = Field(2.0e-5, gt=0, lt=1)
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    bf16: bool = True
+    fp16: bool = False
+    gradient_checkpointing: bool = True
+    max_length: int = Field(2048, ge=16)
+    packing: bool = False
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    eval_steps: int = Field(500, ge=1)
+    save_steps: int = Field(1000, ge=1)
+    save_total_limit: int = Field(3, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    merge: bool = False
+    use_wandb: bool = False
+    wandb_project: str = "affine-training"
+
+    @model_validator(mode="after")
+    def _precision(self) -> SFTParams:
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 are exclusive: set at most one")
+        return self
+
+
+class CurriculumParams(Section):
+    enabled: bool = False
+    success_threshold: float = Field(0.6, gt=0, le=1)
+    every: int = Field(0, ge=0, description="raise difficulty every N iterations (0: only on the threshold)")
+    max_difficulty: int = Field(3, ge=1)
+
+
+class RLParams(Section):
+    algorithm: Literal["ppo", "grpo"] = "ppo"
+    environments: list[EnvName] = list(AGENTGYM_ENVS)
+    num_rollouts: int = Field(100, ge=0)
+    rollout_batch_size: int = Field(4, ge=1)
+    group_size: int = Field(4, ge=2, description="samples per task for grpo")
+    ppo_epochs: int = Field(4, ge=1)
+    minibatch_size: int = Field(4, ge=1)
+    clip_range: float = Field(0.2, gt=0, lt=1)
+    vf_coef: float = Field(0.5, ge=0)
+    entropy_coef: float = Field(0.01, ge=0)
+    kl_coef: float = Field(0.0, ge=0)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    gamma: float = Field(0.99, ge=0, le=1)
+    learning_rate: float = Field(1.0e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    temperature: float = Field(0.7, gt=0)
+    max_new_tokens: int = Field(128, ge=1)
+    max_episode_length: int = Field(50, ge=1)
+    value_hidden_size: int = Field(256, ge=1)
+    reward_fn: str | None = None
+    save_every: int = Field(10, ge=1)
+    curriculum: CurriculumParams = CurriculumParams()
+
+
+class EvaluateParams(Section):
+    environments: list[EnvName] = list(ALL_ENVS)
+    samples_per_env: int = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    baseline: str | None = None
+    interval_rule: Literal["mean", "interval"] = "mean"
+
+
+class Params(Section):
+    base: BaseParams = BaseParams()
+    envs: EnvsParams = EnvsParams()
+    collect: CollectParams = CollectParams()
+    sft: SFTParams = SFTParams()
+    rl: RLParams = RLParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "<root>"
+    value = error.get("input")
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling and section)"
+    hint = ""
+    if isinstance(value, str) and error["type"] in {"float_type", "int_type"}:
+        try:
+            float(value)
+            hint = " (YAML 1.1 reads numbers like 2e-5 as strings: write 2.0e-5)"
+        except ValueError:
+            pass
+    shown = "" if error["type"] in {"extra_forbidden", "value_error"} else f", got {value!r}"
+    return f"{path}: {message}{shown}{hint}"
+
+
+def parse_params(raw: dict[str, Any] | None) -> Params:
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"params must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ParamsError("invalid params: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw)
