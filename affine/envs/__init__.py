@@ -1,0 +1,1 @@
+"""Environments: Affine single-turn tasks and AgentGym multi-turn envs, behind one registry (base.make)."""
