@@ -192,7 +192,6 @@ class EvaluateParams(Section):
     max_new_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
     baseline: str | None = None
-    interval_rule: Literal["mean", "interval"] = "mean"
 
 
 class Params(Section):

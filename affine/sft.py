@@ -93,7 +93,7 @@ def sft_config(p: SFTParams, seed: int, output_dir: str | Path, has_cuda: bool |
         gradient_checkpointing=p.gradient_checkpointing,
         max_length=p.max_length,
         packing=p.packing,
-        group_by_length=not p.packing,
+        train_sampling_strategy="random" if p.packing else "group_by_length",
         assistant_only_loss=True,
         eval_strategy="steps",
         eval_steps=p.eval_steps,
@@ -200,7 +200,12 @@ def train_sft(
     )
     base_eval = trainer.evaluate(metric_key_prefix="base") if resume is None else None
     started = time.perf_counter()
-    log.info("training on %d examples (%d validation)%s", len(train_rows), len(val_rows), f", resuming {resume}" * bool(resume))
+    log.info(
+        "training on %d examples (%d validation)%s",
+        len(train_rows),
+        len(val_rows),
+        f", resuming {resume}" * bool(resume),
+    )
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - started
     final_eval = trainer.evaluate()
@@ -228,6 +233,7 @@ def train_sft(
         "wall_s": wall,
         "resumed_from": resume,
     }
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # only needed to survive a kill; the best model is saved
     if base_eval is not None:
         summary["base_eval_loss"] = base_eval["base_loss"]
         summary["base_perplexity"] = math.exp(base_eval["base_loss"])

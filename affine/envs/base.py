@@ -12,8 +12,9 @@ The rollout engine treats a single-turn task as a one-step episode, so one engin
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 Challenge = dict[str, Any]
 

@@ -1,0 +1,1 @@
+"""Evaluation: per-env statistics, validator-style intervals and Pareto dominance, result comparison, reports."""

@@ -1,0 +1,123 @@
+"""Evaluate one model on held-out tasks the way validators do: one user message, the env's own scorer.
+
+Held-out by construction: every env is built with ``split="eval"``, whose seeds / task ids are disjoint from the
+``train`` split the collect and rl stages draw from (tested).  Single-turn tasks are generated in length-sorted
+batches; multi-turn AgentGym envs are played as batched episodes by the rollout engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affine.config import Params
+from affine.envs.base import is_single_turn
+from affine.envs.options import build_env
+from affine.eval.metrics import build_results
+from affine.generation import generate_chat
+from affine.model import load_model
+
+log = logging.getLogger(__name__)
+
+# The model a stage evaluates, and what to fall back to when that stage's output is missing (e.g. RL skipped).
+FALLBACK = {"rl": ["rl", "sft", "base"], "sft": ["sft", "base"], "base": ["base"]}
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
+def resolve_model(which: str, models_dir: str | Path = "models") -> tuple[str, Path]:
+    """``(name actually used, folder)`` following RL → SFT → Base."""
+    if which not in FALLBACK:
+        raise ValueError(f"unknown model {which!r}; expected one of {', '.join(FALLBACK)}")
+    for candidate in FALLBACK[which]:
+        folder = Path(models_dir) / candidate
+        if is_model_dir(folder):
+            if candidate != which:
+                log.warning("models/%s is missing: evaluating %s instead", which, candidate)
+            return candidate, folder
+    raise FileNotFoundError(f"no model to evaluate for {which!r}: none of {FALLBACK[which]} exists in {models_dir}")
+
+
+def evaluate_single_turn(model: Any, tokenizer: Any, env: Any, n: int, params: Params) -> list[dict]:
+    e = params.evaluate
+    challenges = [env.sample(seed) for seed in range(n)]
+    conversations = [[{"role": "user", "content": c["prompt"]}] for c in challenges]
+    completions = generate_chat(
+        model,
+        tokenizer,
+        conversations,
+        max_new_tokens=e.max_new_tokens,
+        batch_size=e.batch_size,
+        temperature=e.temperature,
+        progress=f"eval {env.name}",
+    )
+    rows = []
+    for challenge, completion in zip(challenges, completions, strict=True):
+        rows.append(
+            {
+                "env": env.name,
+                "task_id": challenge["task_id"],
+                "prompt": challenge["prompt"],
+                "reply": completion.text,
+                "new_tokens": completion.new_tokens,
+                "score": env.score(challenge, completion.text),
+            }
+        )
+    return rows
+
+
+def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, params: Params) -> list[dict]:
+    from affine.rollout import play
+
+    e = params.evaluate
+    envs = [build_env(env_name, params.envs, split="eval") for _ in range(n)]
+    episodes = play(
+        model,
+        tokenizer,
+        [(env, task_id) for task_id, env in enumerate(envs)],
+        max_new_tokens=e.max_new_tokens,
+        temperature=e.temperature,
+        max_turns=None,
+        batch_size=e.batch_size,
+        progress=f"eval {env_name}",
+    )
+    return [
+        {"env": env_name, "task_id": task_id, "episode": ep.messages, "turns": ep.turns, "score": ep.score}
+        for task_id, ep in enumerate(episodes)
+    ]
+
+
+def evaluate(params: Params, which: str, models_dir: str | Path, out_json: str | Path, out_samples: str | Path) -> dict:
+    """Score ``which`` (base/sft/rl, with fallback) on every env in ``evaluate.environments``; write both files."""
+    used, folder = resolve_model(which, models_dir)
+    model, tokenizer = load_model(str(folder), dtype=params.base.dtype)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()  # plain weights generate faster than LoRA-wrapped layers
+    model.eval()
+    torch.manual_seed(params.base.seed)
+    rows: list[dict] = []
+    per_env: dict[str, list[float]] = {}
+    for env_name in params.evaluate.environments:
+        env = build_env(env_name, params.envs, split="eval")
+        n = params.evaluate.samples_per_env
+        if is_single_turn(env):
+            env_rows = evaluate_single_turn(model, tokenizer, env, n, params)
+        else:
+            env_rows = evaluate_multi_turn(model, tokenizer, env_name, n, params)
+        per_env[env_name] = [r["score"] for r in env_rows]
+        rows.extend(env_rows)
+        log.info("%s on %s: mean score %.3f over %d", used, env_name, sum(per_env[env_name]) / n, n)
+    results = build_results(which, str(folder), per_env, evaluated_model=used)
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(json.dumps(results, indent=2) + "\n")
+    Path(out_samples).parent.mkdir(parents=True, exist_ok=True)
+    with open(out_samples, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return results

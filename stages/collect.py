@@ -1,0 +1,17 @@
+"""Stage `collect`: Affine task solutions + expert AgentGym episodes → data/sft/examples.jsonl."""
+
+import json
+from pathlib import Path
+
+from affine.collect import collect
+from affine.config import load_params
+from affine.stage import run
+
+
+def main() -> None:
+    counts = collect(load_params(), "data/sft/examples.jsonl")
+    Path("metrics/collect.json").write_text(json.dumps({"examples": counts, "total": sum(counts.values())}, indent=2))
+
+
+if __name__ == "__main__":
+    run(main)

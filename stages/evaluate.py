@@ -1,0 +1,16 @@
+"""Stage `evaluate@<model>`: score base / sft / rl on held-out tasks → metrics/eval/<model>.json, data/eval/."""
+
+import sys
+
+from affine.config import load_params
+from affine.eval.evaluate import evaluate
+from affine.stage import run
+
+
+def main() -> None:
+    which = sys.argv[1]
+    evaluate(load_params(), which, "models", f"metrics/eval/{which}.json", f"data/eval/{which}.jsonl")
+
+
+if __name__ == "__main__":
+    run(main)

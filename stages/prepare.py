@@ -1,0 +1,14 @@
+"""Stage `prepare`: resolve `base.model` and write it once as a plain HF checkpoint in models/base."""
+
+from affine.config import load_params
+from affine.model import prepare_base
+from affine.stage import run
+
+
+def main() -> None:
+    params = load_params()
+    prepare_base(params.base.model, "models/base", params.base.dtype)
+
+
+if __name__ == "__main__":
+    run(main)
