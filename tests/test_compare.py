@@ -1,4 +1,4 @@
-"""affine.eval.compare: loading (disk and git revisions), the table, the verdict; and `dvc metrics diff` on our files."""
+"""affine.eval.compare: loading (disk and git revisions), the table, the verdict, and `dvc metrics diff`."""
 
 import json
 import os
