@@ -55,7 +55,7 @@ def repo(tmp_path_factory):
 
 def _outs(pipeline):
     found = []
-    for name, stage in pipeline["stages"].items():
+    for stage in pipeline["stages"].values():
         items = stage["foreach"] if "foreach" in stage else [None]
         body = stage.get("do", stage)
         for item in items:
