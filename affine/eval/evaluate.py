@@ -96,7 +96,7 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
 def evaluate(params: Params, which: str, models_dir: str | Path, out_json: str | Path, out_samples: str | Path) -> dict:
     """Score ``which`` (base/sft/rl, with fallback) on every env in ``evaluate.environments``; write both files."""
     used, folder = resolve_model(which, models_dir)
-    model, tokenizer = load_model(str(folder), dtype=params.base.dtype)
+    model, tokenizer = load_model(str(folder), dtype=params.evaluate.dtype)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()  # plain weights generate faster than LoRA-wrapped layers
     model.eval()
