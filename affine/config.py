@@ -177,6 +177,8 @@ class RLParams(Section):
     kl_coef: float = Field(0.0, ge=0)
     gae_lambda: float = Field(0.95, ge=0, le=1)
     gamma: float = Field(0.99, ge=0, le=1)
+    gae_level: Literal["turn", "token"] = Field("turn", description="discount per env turn, or per generated token")
+    value_clip_range: float | None = Field(None, gt=0)
     learning_rate: float = Field(1.0e-5, gt=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     temperature: float = Field(0.7, gt=0)

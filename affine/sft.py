@@ -8,7 +8,6 @@ pure training throughput in non-padding tokens/s.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -21,11 +20,11 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from affine.checkpoints import claim, content_hash
 from affine.config import Params, SFTParams
 from affine.model import ModelError, load_model
 
 log = logging.getLogger(__name__)
-FINGERPRINT = "fingerprint.json"
 
 
 def split_examples(rows: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -128,19 +127,14 @@ class StepTimer(TrainerCallback):
 
 
 def fingerprint(params: Params, data_path: Path) -> dict:
-    """What a checkpoint must match to be resumed: the sft/base params and the training data's content."""
-    digest = hashlib.sha256(data_path.read_bytes()).hexdigest()
-    return {"base": params.base.model_dump(), "sft": params.sft.model_dump(), "data_sha256": digest}
+    """What a checkpoint must match to be resumed: the params the stage reads and the training data's content."""
+    base = params.base.model_dump(include={"seed", "dtype", "load_in_8bit", "load_in_4bit"})
+    return {"base": base, "sft": params.sft.model_dump(), "data_sha256": content_hash(data_path)}
 
 
 def latest_checkpoint(checkpoint_dir: Path, expected: dict) -> str | None:
-    """The newest resumable checkpoint, or None; stale checkpoints (other params/data) are deleted."""
-    if not checkpoint_dir.exists():
-        return None
-    marker = checkpoint_dir / FINGERPRINT
-    if not marker.is_file() or json.loads(marker.read_text()) != expected:
-        log.info("discarding checkpoints in %s: they come from other params or data", checkpoint_dir)
-        shutil.rmtree(checkpoint_dir)
+    """The newest complete checkpoint of this very run, or None (stale checkpoints are deleted)."""
+    if not claim(checkpoint_dir, expected):
         return None
     found = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     complete = [p for p in found if (p / "trainer_state.json").is_file()]
@@ -170,8 +164,6 @@ def train_sft(
     data_path, checkpoint_dir, out_dir = Path(data_path), Path(checkpoint_dir), Path(out_dir)
     expected = fingerprint(params, data_path)
     resume = latest_checkpoint(checkpoint_dir, expected)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    (checkpoint_dir / FINGERPRINT).write_text(json.dumps(expected, indent=2))
 
     train_rows, val_rows = split_examples(read_jsonl(data_path), p.val_fraction, params.base.seed)
     model, tokenizer = load_model(

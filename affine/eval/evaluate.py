@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from affine.config import Params
 from affine.envs.base import is_single_turn
@@ -73,23 +74,35 @@ def evaluate_single_turn(model: Any, tokenizer: Any, env: Any, n: int, params: P
 
 
 def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, params: Params) -> list[dict]:
+    """``n`` held-out episodes played side by side (one env object each), batched turn by turn."""
     from affine.rollout import play
 
     e = params.evaluate
     envs = [build_env(env_name, params.envs, split="eval") for _ in range(n)]
-    episodes = play(
-        model,
-        tokenizer,
-        [(env, task_id) for task_id, env in enumerate(envs)],
-        max_new_tokens=e.max_new_tokens,
-        temperature=e.temperature,
-        max_turns=None,
-        batch_size=e.batch_size,
-        progress=f"eval {env_name}",
-    )
+    episodes = []
+    with tqdm(total=n, desc=f"eval {env_name}", unit="episode") as bar:
+        for start in range(0, n, e.batch_size):
+            chunk = envs[start : start + e.batch_size]
+            episodes += play(
+                model,
+                tokenizer,
+                [(env, start + i) for i, env in enumerate(chunk)],
+                max_new_tokens=e.max_new_tokens,
+                temperature=e.temperature,
+                max_turns=max(env.max_turns for env in chunk),
+                max_context=getattr(model.config, "max_position_embeddings", None),
+            )
+            bar.update(len(chunk))
     return [
-        {"env": env_name, "task_id": task_id, "episode": ep.messages, "turns": ep.turns, "score": ep.score}
-        for task_id, ep in enumerate(episodes)
+        {
+            "env": env_name,
+            "task_id": ep.task_id,
+            "episode": ep.messages,
+            "turns": ep.turns,
+            "success": ep.success,
+            "score": ep.score,
+        }
+        for ep in episodes
     ]
 
 

@@ -1,0 +1,1 @@
+"""RL on the Affine envs: pure formulas (gae, losses), the critic (value_head), the loop (ppo), reward hooks."""

@@ -1,0 +1,149 @@
+"""The RL loop's bookkeeping: training envs, the difficulty curriculum, and kill-safe checkpoints.
+
+Kept out of :mod:`affine.rl.ppo` so the algorithm reads in one sitting; nothing here touches a gradient.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from affine.config import AgentGymEnvParams, CurriculumParams, EnvsParams, ProgramsParams
+from affine.envs.base import is_single_turn
+from affine.envs.options import build_env
+from affine.rl.value_head import ValueHead
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT = re.compile(r"^iter-(\d{6})$")
+KEEP_CHECKPOINTS = 2
+
+
+def _max_level(section: type[BaseModel]) -> int:
+    """The ``le`` bound params.yaml validation puts on a section's ``difficulty``."""
+    return next(m.le for m in section.model_fields["difficulty"].metadata if getattr(m, "le", None) is not None)
+
+
+def with_difficulty(envs: EnvsParams, name: str, difficulty: int) -> EnvsParams:
+    """``envs`` with ``name``'s difficulty set (capped at what that env accepts).
+
+    ABD/DED share ``envs.programs.difficulty`` (1..3); each AgentGym env has its own entry (1..5, created with the
+    defaults when params.yaml has none).  SAT has no difficulty knob (its size comes from ``envs.sat``): unchanged.
+    """
+    if name in ("affine:abd", "affine:ded"):
+        level = min(difficulty, _max_level(ProgramsParams))
+        return envs.model_copy(update={"programs": envs.programs.model_copy(update={"difficulty": level})})
+    if name.startswith("agentgym:"):
+        short = name.split(":", 1)[1]
+        current = envs.agentgym.get(short, AgentGymEnvParams())
+        level = min(difficulty, _max_level(AgentGymEnvParams))
+        return envs.model_copy(
+            update={"agentgym": {**envs.agentgym, short: current.model_copy(update={"difficulty": level})}}
+        )
+    return envs
+
+
+def make_train_env(name: str, difficulty: int | None, envs: EnvsParams) -> Any:
+    """A training-split env built exactly as collect/evaluate build theirs (:func:`affine.envs.options.build_env`:
+    backends, max turns, the global failure penalties), at the curriculum's ``difficulty`` when there is one."""
+    if difficulty is not None:
+        envs = with_difficulty(envs, name, difficulty)
+    return build_env(name, envs, "train")
+
+
+class EnvPool:
+    """Env objects per name, reused across iterations and rebuilt when their difficulty changes.
+
+    A multi-turn env holds one episode's state, so ``envs(name, n)`` returns ``n`` distinct objects; a single-turn
+    task is stateless and one object serves every episode.
+    """
+
+    def __init__(self, factory: Callable[[str, int | None], Any]) -> None:
+        self.factory = factory
+        self.levels: dict[str, int] = {}
+        self._cache: dict[str, list[Any]] = {}
+
+    def set_levels(self, levels: dict[str, int]) -> None:
+        for name in set(levels) | set(self.levels):
+            if levels.get(name) != self.levels.get(name):
+                self._cache.pop(name, None)
+        self.levels = dict(levels)
+
+    def envs(self, name: str, count: int) -> list[Any]:
+        cache = self._cache.setdefault(name, [])
+        while len(cache) < count and not (cache and is_single_turn(cache[0])):
+            cache.append(self.factory(name, self.levels.get(name)))
+        return [cache[0]] * count if is_single_turn(cache[0]) else cache[:count]
+
+
+class Curriculum:
+    """Per-env difficulty: starts at 1, +1 every ``every`` iterations or once the env's success rate reaches
+    ``success_threshold``, capped at ``max_difficulty``.  Disabled: no levels, envs keep their own default."""
+
+    def __init__(self, config: CurriculumParams, names: list[str]) -> None:
+        self.config = config
+        self.levels: dict[str, int] = {name: 1 for name in names} if config.enabled else {}
+
+    def update(self, done: int, metrics: dict[str, float]) -> None:
+        """Called after iteration number ``done`` (1-based) with its metrics (``success/<env>`` keys)."""
+        every = self.config.every
+        for name, level in self.levels.items():
+            scheduled = every > 0 and done % every == 0
+            mastered = metrics.get(f"success/{name.replace(':', '_')}", 0.0) >= self.config.success_threshold
+            if (scheduled or mastered) and level < self.config.max_difficulty:
+                self.levels[name] = level + 1
+                log.info("curriculum: %s difficulty %d -> %d", name, level, level + 1)
+
+    def metrics(self) -> dict[str, float]:
+        return {f"difficulty/{name.replace(':', '_')}": float(level) for name, level in self.levels.items()}
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint (``iter-NNNNNN``; half-written ``.tmp`` folders are ignored)."""
+    if not root.is_dir():
+        return None
+    found = [p for p in root.iterdir() if _CHECKPOINT.match(p.name) and (p / "state.json").is_file()]
+    return max(found, key=lambda p: p.name, default=None)
+
+
+def save_checkpoint(
+    root: Path, iteration: int, policy: Any, head: ValueHead | None, optimizer: Any, levels: dict[str, int]
+) -> Path:
+    """Adapter + value head + optimizer + iteration/curriculum, written to a temp folder and renamed into place,
+    so a kill mid-write leaves the previous checkpoint as the latest.  Keeps the last ``KEEP_CHECKPOINTS``."""
+    final, tmp = root / f"iter-{iteration:06d}", root / f".iter-{iteration:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    policy.save_pretrained(str(tmp / "adapter"), selected_adapters=["default"])
+    if head is not None:
+        head.save(tmp / "value_head.pt")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"iteration": iteration, "difficulty": levels}, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    complete = sorted(p for p in root.iterdir() if _CHECKPOINT.match(p.name))
+    for old in complete[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, policy: Any, head: ValueHead | None, optimizer: Any) -> tuple[int, dict[str, int]]:
+    """Restore a :func:`save_checkpoint` folder in place; returns ``(iteration, curriculum levels)``."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(policy, load_file(str(path / "adapter" / "adapter_model.safetensors")), "default")
+    if head is not None:
+        head.load_state_dict(ValueHead.load(path / "value_head.pt").state_dict())
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    state = json.loads((path / "state.json").read_text())
+    return int(state["iteration"]), {k: int(v) for k, v in state["difficulty"].items()}

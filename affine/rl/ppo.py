@@ -1,0 +1,410 @@
+"""The RL loop: PPO with a value head, or GRPO (``rl.algorithm``), on rollouts from :mod:`affine.rollout`.
+
+One iteration = play episodes with the current policy → score them once without gradients (old log-probs, values,
+reference log-probs) → advantages (GAE, or group-relative for GRPO) → ``ppo_epochs`` passes of shuffled minibatches
+of ``minibatch_size`` episodes → log → maybe checkpoint.
+
+Decisions, and why:
+
+* **Policy = the SFT LoRA adapter, trained further** (when ``policy_dir`` holds ``adapter_config.json``).  The
+  output ``models/rl`` is then an adapter on the same base as ``models/sft``, so evaluation and comparison load both
+  the same way; it works on 4/8-bit bases (merging SFT into quantised weights would be lossy) and stores megabytes,
+  not a model copy.  The **reference** (SFT) policy is a second, frozen copy of that adapter (``"reference"``),
+  switched in for one no-grad forward per rollout: it costs only the LoRA's memory.  When ``policy_dir`` is a full
+  model (``sft.merge``, or a base model), a fresh LoRA (``sft.lora_*`` settings) is added instead and the reference
+  is that model with the adapter disabled (``disable_adapter()``).
+* **No dropout, ever**: the model stays in eval mode during updates, so the first epoch's ratio is exactly 1 and
+  every ratio reflects parameter change, not dropout noise.  Gradients flow in eval mode all the same.
+* **Log-probs at the sampling temperature** (logits / ``rl.temperature``): the ratio must compare the distribution
+  tokens were actually drawn from.
+* **Turn-level discounting** by default (``rl.gae_level: turn``, see :mod:`affine.rl.gae`): ``gamma``/``lam`` per
+  env step, not per token.  ``token`` gives TRL-style token-level GAE.
+* **KL to the reference** (``kl_coef`` > 0) is the k3 estimator added to the loss (GRPO-style) rather than folded into
+  rewards, so one implementation serves PPO and GRPO; the rollout-time KL (``kl_ref``) is logged either way.
+* **Randomness is a function of (seed, iteration, process)**: each iteration reseeds sampling, task choice and
+  minibatch order, so a resumed run replays exactly what an uninterrupted run would have done — the checkpoint's
+  iteration number *is* its RNG state (no pickled generator states to go stale across torch versions).
+
+Distributed: runs unchanged under ``accelerate launch``.  The actor-critic module and the optimizer go through
+``Accelerator.prepare`` (DDP); every process plays ``rollout_batch_size`` episodes per env (the batch size is *per
+process*, so all ranks do the same number of minibatch steps), generates with the unwrapped model, and metrics are
+summed across processes; only the main process logs and writes checkpoints and the final adapter.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from affine.checkpoints import claim
+from affine.config import Params
+from affine.model import load_model
+from affine.rl.gae import gae
+from affine.rl.loop import Curriculum, EnvPool, latest_checkpoint, load_checkpoint, make_train_env, save_checkpoint
+from affine.rl.losses import (
+    approx_kl,
+    entropy_from_logits,
+    explained_variance,
+    grpo_advantages,
+    masked_whiten,
+    policy_loss,
+    spread,
+    token_logprobs,
+    value_loss,
+)
+from affine.rl.rewards import load_reward_fn
+from affine.rl.value_head import ValueHead
+from affine.rollout import Episode, throughput, timed_play
+
+log = logging.getLogger(__name__)
+
+DEFAULT, REFERENCE = "default", "reference"
+Batch = dict[str, torch.Tensor]
+
+
+class ActorCritic(nn.Module):
+    """The policy LM and (PPO only) its value head as one module, so DDP wraps and syncs them together."""
+
+    def __init__(self, policy: nn.Module, value_head: ValueHead | None) -> None:
+        super().__init__()
+        self.policy = policy
+        self.value_head = value_head
+
+    def forward(
+        self, ids: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor, temperature: float, values: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(logprobs (B,T), entropy (scalar), values (B,T) | None, last_values (B,) | None)``.
+
+        Index ``t`` is token ``t``'s log-prob / the value of the state before it, both read at position ``t-1``;
+        only action positions go through the lm_head and softmax (this assumes ``logits = lm_head(last hidden)``,
+        true of Llama/SmolLM/Qwen; a test checks it against the model's own logits).  ``last_values`` is the value
+        at each row's last real position: the bootstrap of a truncated episode.
+        """
+        want_values = values and self.value_head is not None
+        # Full-vocabulary logits only where they are needed: the lm_head over every position of a long
+        # conversation would cost more than the whole 2-layer trunk (and the observations are never trained on).
+        out = self.policy(
+            input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False, logits_to_keep=1
+        )
+        hidden = out.hidden_states[-1]
+        act = mask[:, 1:].bool()
+        logits = self.policy.get_output_embeddings()(hidden[:, :-1][act]).float() / temperature
+        picked = token_logprobs(logits, ids[:, 1:][act])
+        logprobs = F.pad(torch.zeros(act.shape, device=ids.device).masked_scatter(act, picked), (1, 0))
+        entropy = entropy_from_logits(logits).mean() if logits.numel() else logits.new_zeros(())
+        if not want_values:
+            return logprobs, entropy, None, None
+        per_position = self.value_head(hidden)
+        last = per_position[torch.arange(ids.shape[0], device=ids.device), attention.sum(1) - 1]
+        return logprobs, entropy, F.pad(per_position[:, :-1], (1, 0)), last
+
+
+def load_policy(params: Params, policy_dir: str | Path) -> tuple[Any, Any]:
+    """The trainable policy (adapter ``default``) and tokenizer; see the module docstring for the reference."""
+    base, sft = params.base, params.sft
+    options = {"dtype": base.dtype, "load_in_8bit": base.load_in_8bit, "load_in_4bit": base.load_in_4bit}
+    if (Path(policy_dir) / "adapter_config.json").is_file():
+        model, tokenizer = load_model(str(policy_dir), trainable_adapter=True, **options)
+        model.load_adapter(str(policy_dir), adapter_name=REFERENCE, is_trainable=False)
+        model.set_adapter(DEFAULT)
+        return model, tokenizer
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_model(str(policy_dir), **options)
+    config = LoraConfig(
+        r=sft.lora_r,
+        lora_alpha=sft.lora_alpha,
+        lora_dropout=sft.lora_dropout,
+        target_modules=list(sft.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config), tokenizer
+
+
+@contextmanager
+def reference_policy(model: Any) -> Iterator[None]:
+    """Make ``model`` compute the reference (SFT) policy for the duration of the block."""
+    if REFERENCE in getattr(model, "peft_config", {}):
+        model.set_adapter(REFERENCE, inference_mode=True)
+        try:
+            yield
+        finally:
+            model.set_adapter(DEFAULT)
+    else:
+        with model.disable_adapter():
+            yield
+
+
+def collate(episodes: list[Episode], pad_id: int) -> Batch:
+    """Right-padded ``(N, L)`` tensors of the episodes' token rows (right: causal positions need no shifting)."""
+    lengths = torch.tensor([len(e.token_ids) for e in episodes])
+    width = int(lengths.max())
+    batch = {
+        "ids": torch.full((len(episodes), width), pad_id, dtype=torch.long),
+        "attention": torch.zeros(len(episodes), width, dtype=torch.long),
+        "mask": torch.zeros(len(episodes), width, dtype=torch.bool),
+        "rewards": torch.zeros(len(episodes), width),
+        "turn_ends": torch.zeros(len(episodes), width, dtype=torch.bool),
+    }
+    for row, e in enumerate(episodes):
+        n = len(e.token_ids)
+        batch["ids"][row, :n] = e.token_ids
+        batch["attention"][row, :n] = 1
+        batch["mask"][row, :n] = e.action_mask
+        batch["rewards"][row, :n] = e.token_rewards
+        batch["turn_ends"][row, :n] = e.turn_ends
+    batch["terminal"] = torch.tensor([e.terminal for e in episodes])
+    batch["lengths"] = lengths
+    return batch
+
+
+def select(batch: Batch, rows: torch.Tensor, device: torch.device | str = "cpu") -> Batch:
+    """Rows of ``batch``, trimmed to their own longest sequence, on ``device``."""
+    width = int(batch["lengths"][rows].max())
+    return {k: (v[rows, :width] if v.dim() == 2 else v[rows]).to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def score_rollout(model: ActorCritic, batch: Batch, chunk: int, temperature: float, device: Any) -> None:
+    """Fill ``old_logprobs``, ``ref_logprobs`` and (PPO) ``old_values``/``last_values`` into ``batch``, in place."""
+    n, width = batch["ids"].shape
+    batch["old_logprobs"], batch["ref_logprobs"] = torch.zeros(n, width), torch.zeros(n, width)
+    batch["old_values"], batch["last_values"] = torch.zeros(n, width), torch.zeros(n)
+    for rows in torch.arange(n).split(chunk):
+        mb = select(batch, rows, device)
+        w = mb["ids"].shape[1]
+        logprobs, _, values, last = model(mb["ids"], mb["attention"], mb["mask"], temperature)
+        batch["old_logprobs"][rows, :w] = logprobs.cpu()
+        if values is not None:
+            batch["old_values"][rows, :w] = values.cpu()
+            batch["last_values"][rows] = last.cpu()
+        with reference_policy(model.policy):
+            ref, _, _, _ = model(mb["ids"], mb["attention"], mb["mask"], temperature, values=False)
+        batch["ref_logprobs"][rows, :w] = ref.cpu()
+
+
+def add_advantages(batch: Batch, params: Params, groups: torch.Tensor) -> None:
+    """PPO: GAE on the critic's values, whitened over action tokens.  GRPO: group-relative episode returns."""
+    rl, mask = params.rl, batch["mask"]
+    if rl.algorithm == "grpo":
+        batch["advantages"] = spread(grpo_advantages(batch["rewards"].sum(1), groups), mask)
+        batch["returns"] = torch.zeros_like(batch["rewards"])
+        return
+    level = rl.gae_level
+    advantages, returns = gae(
+        batch["rewards"],
+        batch["old_values"],
+        mask,
+        gamma=rl.gamma,
+        lam=rl.gae_lambda,
+        last_values=batch["last_values"],
+        terminal=batch["terminal"],
+        step_ends=batch["turn_ends"] if level == "turn" else None,
+    )
+    batch["advantages"], batch["returns"] = masked_whiten(advantages, mask), returns
+
+
+def update(model: Any, optimizer: Any, accelerator: Any, batch: Batch, params: Params, order: torch.Generator) -> dict:
+    """``ppo_epochs`` passes over shuffled minibatches; returns the mean of each loss term and diagnostic."""
+    rl = params.rl
+    value_clip = rl.value_clip_range
+    sums: dict[str, float] = {}
+    steps = 0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for _ in range(rl.ppo_epochs):
+        for rows in torch.randperm(batch["ids"].shape[0], generator=order).split(rl.minibatch_size):
+            mb = select(batch, rows, accelerator.device)
+            mask = mb["mask"]
+            logprobs, entropy, values, _ = model(mb["ids"], mb["attention"], mask, rl.temperature)
+            pg, clip_frac = policy_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, rl.clip_range)
+            kl_ref = approx_kl(logprobs, mb["ref_logprobs"], mask)
+            loss = pg - rl.entropy_coef * entropy + rl.kl_coef * kl_ref
+            terms = {"policy_loss": pg, "entropy": entropy, "clip_frac": clip_frac, "kl_ref_loss": kl_ref}
+            if values is not None:
+                terms["value_loss"] = value_loss(values, mb["returns"], mask, mb["old_values"], value_clip)
+                loss = loss + rl.vf_coef * terms["value_loss"]
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(trainable, rl.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+            terms["approx_kl"] = approx_kl(mb["old_logprobs"], logprobs.detach(), mask)
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().item()
+            steps += 1
+    return {key: value / max(steps, 1) for key, value in sums.items()}
+
+
+def rollout_metrics(episodes: list[Episode], labels: list[str], names: list[str], accelerator: Any) -> dict:
+    """Per-env real score and success rate, mean shaped return and turns — summed over all processes.
+
+    ``labels`` are the env names the episodes were planned under (an env's own ``name`` is not trusted to match).
+    """
+    table = torch.zeros(len(names), 5)
+    for e, label in zip(episodes, labels, strict=True):
+        table[names.index(label)] += torch.tensor([1.0, e.score, float(e.success), e.shaped_return, e.turns])
+    table = accelerator.reduce(table.to(accelerator.device), reduction="sum").cpu()
+    count = table[:, 0].clamp(min=1)
+    total = table.sum(0)
+    metrics = {
+        "return_mean": float(total[3] / total[0].clamp(min=1)),
+        "success_rate": float(total[2] / total[0].clamp(min=1)),
+        "turns_mean": float(total[4] / total[0].clamp(min=1)),
+    }
+    for i, name in enumerate(names):
+        key = name.replace(":", "_")
+        metrics[f"score/{key}"] = float(table[i, 1] / count[i])
+        metrics[f"success/{key}"] = float(table[i, 2] / count[i])
+    return metrics
+
+
+def mean_over_processes(values: dict[str, float], accelerator: Any) -> dict[str, float]:
+    """The per-process numbers (losses, KL, explained variance) averaged over processes, for one log line."""
+    if accelerator.num_processes == 1:
+        return values
+    stacked = torch.tensor(list(values.values()), dtype=torch.float32, device=accelerator.device)
+    return dict(zip(values, accelerator.reduce(stacked, reduction="mean").tolist(), strict=True))
+
+
+def plan_iteration(
+    pool: EnvPool, names: list[str], per_env: int, group_size: int, rng: random.Random
+) -> tuple[list[tuple[Any, int]], torch.Tensor, list[str]]:
+    """``per_env`` tasks per env, each played ``group_size`` times: the (env, task) list, group ids, env names.
+
+    Task ids are drawn from ``env.num_tasks`` when an env has a finite task set, else from all 31-bit ints (the
+    envs here derive a task from any id, and the train/eval splits are disjoint by construction).
+    """
+    plan, groups, labels = [], [], []
+    for name in names:
+        envs = pool.envs(name, per_env * group_size)
+        size = getattr(envs[0], "num_tasks", None) or 2**31 - 1
+        for k in range(per_env):
+            task, group = rng.randrange(size), len(groups) // group_size
+            plan += [(envs[k * group_size + j], task) for j in range(group_size)]
+            groups += [group] * group_size
+            labels += [name] * group_size
+    return plan, torch.tensor(groups), labels
+
+
+def seed_iteration(seed: int, iteration: int, rank: int) -> tuple[torch.Generator, random.Random]:
+    """Reseed everything random for this iteration; see the module docstring for why."""
+    value = (seed * 1_000_003 + iteration * 7919 + rank) % 2**63
+    torch.manual_seed(value)
+    return torch.Generator().manual_seed(value), random.Random(value)
+
+
+def train_rl(
+    params: Params,
+    policy_dir: str | Path,
+    out_dir: str | Path,
+    metrics_dir: str | Path,
+    resume: bool = True,
+    *,
+    env_factory: Callable[[str, int | None], Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    fingerprint: dict[str, Any] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``policy_dir`` with ``params.rl``; final adapter (+ tokenizer, value head) in ``out_dir``.
+
+    ``env_factory(name, difficulty)`` builds a training env (default: :func:`affine.rl.loop.make_train_env`, i.e.
+    ``build_env(name, params.envs, "train")`` at the curriculum's difficulty; ``difficulty`` is None without one).
+    Returns this run's per-iteration metrics (also logged to dvclive).  ``resume=False`` deletes old checkpoints.
+    Metrics logged after the last checkpoint of a killed run are logged again for the replayed iterations.
+    ``checkpoint_dir`` (default ``out_dir/checkpoints``) with a ``fingerprint`` of the run's params and inputs:
+    checkpoints of another run are discarded instead of resumed (:mod:`affine.checkpoints`).
+    """
+    from accelerate import Accelerator
+    from dvclive import Live
+
+    rl = params.rl
+    out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
+    accelerator = Accelerator()
+    torch.manual_seed(params.base.seed)  # a fresh LoRA's and the value head's initial weights
+    policy, tokenizer = load_policy(params, policy_dir)
+    head = ValueHead(policy.config.hidden_size, rl.value_hidden_size) if rl.algorithm == "ppo" else None
+    model = ActorCritic(policy, head).to(accelerator.device).eval()  # eval: no dropout (module docstring)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=rl.learning_rate)
+    names = list(rl.environments)
+    curriculum = Curriculum(rl.curriculum, names)
+    root = Path(checkpoint_dir) if checkpoint_dir is not None else out_dir / "checkpoints"
+    if not resume and accelerator.is_main_process:
+        shutil.rmtree(root, ignore_errors=True)  # a fresh run must not later resume into an old one
+    elif fingerprint is not None and accelerator.is_main_process:
+        claim(root, fingerprint)
+    accelerator.wait_for_everyone()
+    latest = latest_checkpoint(root) if resume else None
+    start = 0
+    if latest is not None:
+        start, curriculum.levels = load_checkpoint(latest, policy, head, optimizer)
+        log.info("resuming from %s (iteration %d)", latest, start)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner: ActorCritic = accelerator.unwrap_model(model)
+    pool = EnvPool(env_factory or functools.partial(make_train_env, envs=params.envs))
+    reward_fn = load_reward_fn(rl.reward_fn)
+    group_size = rl.group_size if rl.algorithm == "grpo" else 1
+    live = None
+    if accelerator.is_main_process:
+        live = Live(str(metrics_dir), dvcyaml=False, resume=start > 0, save_dvc_exp=False)
+        live.step = start
+    history = []
+    for iteration in range(start, rl.num_rollouts):
+        order, rng = seed_iteration(params.base.seed, iteration, accelerator.process_index)
+        pool.set_levels(curriculum.levels)
+        plan, groups, labels = plan_iteration(pool, names, rl.rollout_batch_size, group_size, rng)
+        episodes, seconds = timed_play(
+            inner.policy,
+            tokenizer,
+            plan,
+            max_new_tokens=rl.max_new_tokens,
+            temperature=rl.temperature,
+            max_turns=rl.max_episode_length,
+            reward_fn=reward_fn,
+            max_context=getattr(policy.config, "max_position_embeddings", None),
+        )
+        batch = collate(episodes, tokenizer.pad_token_id)
+        score_rollout(inner, batch, rl.minibatch_size, rl.temperature, accelerator.device)
+        add_advantages(batch, params, groups)
+        local = {
+            "tokens_per_s": throughput(episodes, seconds),
+            "kl_ref": float(approx_kl(batch["old_logprobs"], batch["ref_logprobs"], batch["mask"])),
+        }
+        if head is not None:
+            local["explained_variance"] = explained_variance(batch["old_values"], batch["returns"], batch["mask"])
+        local.update(update(model, optimizer, accelerator, batch, params, order))
+        metrics = rollout_metrics(episodes, labels, names, accelerator)
+        metrics.update(mean_over_processes(local, accelerator))
+        metrics["tokens_per_s"] *= accelerator.num_processes  # every process generates at once
+        metrics.update(curriculum.metrics())
+        curriculum.update(iteration + 1, metrics)
+        done = iteration + 1
+        if done % rl.save_every == 0 or done == rl.num_rollouts:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(root, done, inner.policy, inner.value_head, optimizer, curriculum.levels)
+        if live is not None:
+            for key, value in metrics.items():
+                if not math.isnan(value):
+                    live.log_metric(key, value)
+            live.next_step()
+        history.append({"iteration": done, **metrics})
+        log.info("iteration %d: return %.3f success %.3f", done, metrics["return_mean"], metrics["success_rate"])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        inner.policy.save_pretrained(str(out_dir), selected_adapters=[DEFAULT])
+        tokenizer.save_pretrained(str(out_dir))
+        if inner.value_head is not None:
+            inner.value_head.save(out_dir / "value_head.pt")
+        if live is not None:
+            live.end()
+    return history
