@@ -1,4 +1,4 @@
-"""Batched, KV-cached generation for chat prompts.
+"""Batched, KV-cached generation: the one generation core that evaluation and RL rollouts share.
 
 Prompts are sorted by length before batching so each batch pads little (padding-aware batching), left-padded so
 every row's new tokens start at the same column, and run under ``torch.inference_mode``.  Results come back in the
@@ -7,7 +7,7 @@ caller's order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +24,58 @@ class Completion:
     new_tokens: int
 
 
-def _batches(order: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(order), size):
-        yield order[start : start + size]
-
-
 @torch.inference_mode()
+def generate_ids(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    batch_size: int,
+    progress: str | None = None,
+) -> list[list[int]]:
+    """Sample continuations of token-id prompts; each cut after its first eos (kept).  Input order is kept.
+
+    Longest prompts first so each chunk pads little; left padding so new tokens share a column; the model's KV
+    cache is used inside each ``generate`` call.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    results: list[list[int]] = [[] for _ in prompts]
+    device = next(model.parameters()).device
+    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    sampling = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(prompts), desc=progress, disable=progress is None, unit="prompt")
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[row, width - len(prompts[i]) :] = 1
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+            do_sample=temperature > 0,
+            use_cache=True,
+            **sampling,
+        )
+        for row, i in enumerate(chunk):
+            tokens = out[row, width:].tolist()
+            length = next((n + 1 for n, t in enumerate(tokens) if t == eos_id), len(tokens))
+            results[i] = tokens[:length]
+        bar.update(len(chunk))
+    bar.close()
+    model.train(was_training)
+    return results
+
+
 def generate_texts(
     model: Any,
     tokenizer: Any,
@@ -41,40 +87,20 @@ def generate_texts(
     progress: str | None = None,
 ) -> list[Completion]:
     """Continue raw prompt strings (already chat-rendered); greedy when ``temperature`` is 0."""
-    if not prompts:
-        return []
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    results: list[Completion | None] = [None] * len(prompts)
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
-    bar = tqdm(total=len(prompts), desc=progress, disable=progress is None, unit="prompt")
-    for batch in _batches(order, batch_size):
-        width = max(len(encoded[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=pad_id,
-            eos_token_id=tokenizer.eos_token_id,
-            top_p=1.0,
-            **sampling,
-        )
-        new = out[:, width:].cpu()
-        for row, i in enumerate(batch):
-            tokens = new[row].tolist()
-            length = next((n + 1 for n, t in enumerate(tokens) if t == tokenizer.eos_token_id), len(tokens))
-            text = tokenizer.decode(tokens[:length], skip_special_tokens=True)
-            results[i] = Completion(text=text, prompt_tokens=len(encoded[i]), new_tokens=length)
-        bar.update(len(batch))
-    bar.close()
-    return [r for r in results if r is not None]
+    outputs = generate_ids(
+        model,
+        tokenizer,
+        encoded,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return [
+        Completion(text=tokenizer.decode(out, skip_special_tokens=True), prompt_tokens=len(ids), new_tokens=len(out))
+        for ids, out in zip(encoded, outputs, strict=True)
+    ]
 
 
 def generate_chat(

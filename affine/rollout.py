@@ -31,6 +31,7 @@ import torch
 
 from affine.chat import render_prompt
 from affine.envs.base import Challenge, is_single_turn
+from affine.generation import generate_ids
 
 Messages = list[dict[str, str]]
 # policy(env, messages so far, challenge or None for multi-turn envs) -> reply text; replaces the model.
@@ -255,53 +256,6 @@ def _finish(state: _State) -> Episode:
 
 
 @torch.inference_mode()
-def generate_ids(
-    model: Any,
-    tokenizer: Any,
-    prompts: list[list[int]],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    batch_size: int,
-) -> list[list[int]]:
-    """Sample continuations of token-id prompts; each cut after its first eos (kept).  Input order is kept.
-
-    Longest prompts first so each chunk pads little; left padding so new tokens share a column; the model's KV
-    cache is used inside each ``generate`` call.
-    """
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    results: list[list[int]] = [[] for _ in prompts]
-    device = next(model.parameters()).device
-    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-    sampling = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]) :] = 1
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=pad_id,
-            eos_token_id=eos_id,
-            do_sample=temperature > 0,
-            use_cache=True,
-            **sampling,
-        )
-        for row, i in enumerate(chunk):
-            tokens = out[row, width:].tolist()
-            length = next((n + 1 for n, t in enumerate(tokens) if t == eos_id), len(tokens))
-            results[i] = tokens[:length]
-    model.train(was_training)
-    return results
-
-
 def throughput(episodes: Sequence[Episode], seconds: float) -> float:
     """Generated tokens per second over a ``play`` call (env time included: the rate the trainer really gets)."""
     return sum(e.new_tokens for e in episodes) / max(seconds, 1e-9)

@@ -8,7 +8,8 @@ from torch import nn
 
 from affine.chat import render_prompt
 from affine.envs.base import Step
-from affine.rollout import expert_policy, generate_ids, play
+from affine.generation import generate_ids
+from affine.rollout import expert_policy, play
 
 
 class Echo:
