@@ -64,14 +64,26 @@ def _scheduler(p: SFTParams) -> tuple[str, dict]:
     return "constant_with_warmup", {}
 
 
+def cpu_has_native_bf16() -> bool:
+    """avx512_bf16 or AMX: bf16 matmuls run ~2x faster than fp32 there; elsewhere CPU bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+
+
 def sft_config(p: SFTParams, seed: int, output_dir: str | Path, has_cuda: bool | None = None) -> Any:
     from trl import SFTConfig
 
     has_cuda = torch.cuda.is_available() if has_cuda is None else has_cuda
     bf16, fp16 = p.bf16, p.fp16
     if (bf16 or fp16) and not has_cuda:
-        log.info("no CUDA device: training in fp32 (sft.bf16/fp16 ignored on CPU)")
-        bf16 = fp16 = False
+        if bf16 and cpu_has_native_bf16():
+            log.info("no CUDA device: bf16 autocast on the CPU (it has native bf16 instructions)")
+        else:
+            log.info("no CUDA device and no native CPU bf16: training in fp32 (sft.bf16/fp16 ignored)")
+            bf16 = fp16 = False
     scheduler, scheduler_kwargs = _scheduler(p)
     report_to = ["wandb"] if p.use_wandb else []
     return SFTConfig(

@@ -118,7 +118,8 @@ def test_stale_checkpoints_are_discarded(tmp_path):
     (ckpt / "fingerprint.json").write_text(json.dumps({"sft": {"learning_rate": 1}}))
     assert latest_checkpoint(ckpt, {"sft": {"learning_rate": 1}}).endswith("checkpoint-2")
     assert latest_checkpoint(ckpt, {"sft": {"learning_rate": 2}}) is None
-    assert not ckpt.exists()
+    assert not (ckpt / "checkpoint-2").exists(), "a checkpoint of other params is deleted, never resumed"
+    assert json.loads((ckpt / "fingerprint.json").read_text()) == {"sft": {"learning_rate": 2}}
 
 
 RUNNER = """

@@ -1,0 +1,280 @@
+"""SFT training throughput: our setup (``affine.sft.sft_config``) vs plain TRL ``SFTTrainer`` defaults, in tokens/s.
+
+Both sides train the same model (a fresh ``affine.model.load_model(--model)`` each, dtype ``base.dtype`` from
+params.yaml) with the same LoRA config (``affine.sft.lora_config(params.sft)``) on the same training rows
+(``split_examples`` of data/sft/examples.jsonl with the stage's seed and val fraction; if that file is missing,
+SAT/ABD/DED examples are generated the way the collect stage does) for ``--steps`` optimizer steps of
+``--batch-size`` examples:
+
+* ours  -- ``sft_config(params.sft with max_steps/batch_size overridden, eval/save pushed past the run)``: what the
+  sft stage trains with (length-grouped batches, assistant-only loss, no gradient checkpointing on CPU, fp32 on CPU,
+  gradient accumulation from params.yaml);
+* plain -- ``SFTConfig(output_dir=..., max_steps=K, per_device_train_batch_size=B, report_to=[])``, i.e. TRL's
+  defaults (random batches, gradient checkpointing on, bf16 autocast, loss on the *whole* sequence), plus
+  ``use_cpu=True`` when there is no GPU: transformers refuses TRL's default ``bf16=True`` on CPU without it.
+
+The tokenizer is the one ``load_model`` returns, whose chat template is our generation-marked ChatML (affine.chat); it
+renders byte-identically to SmolLM2's own template, so both sides see the same token sequences.  The only loss-side
+difference: ours sets ``assistant_only_loss=True`` (loss on the assistant reply only), plain TRL trains on every
+token -- the forward/backward work is the same, only which labels count differs.
+
+What is timed: only the optimizer steps, with a ``TrainerCallback`` from ``on_step_begin`` to ``on_step_end``
+(forward, backward, clipping, optimizer and scheduler step; batches are prefetched before ``on_step_begin``, and
+logging, evaluation and checkpointing happen after ``on_step_end``).  What is counted: the non-padding tokens
+(``attention_mask`` sum) and the padded tokens (``input_ids`` numel) of every micro-batch, read from the batches
+themselves by the same wrapper on both sides (so plain TRL keeps ``include_num_input_tokens_seen`` at its default).
+The first ``--warmup`` steps of each run are excluded from both.  With ``--repeats R`` the runs alternate
+(plain, ours, plain, ours, ...) and the totals are summed.
+
+    python bench/bench_sft.py                                # models/base, 20 steps of batch 8
+    python bench/bench_sft.py --steps 30 --batch-size 8 --repeats 2
+    python bench/bench_sft.py --steps 2 --batch-size 2 --warmup 1  # smoke test
+
+``--variants ours_bf16 plain_fp32`` adds diagnostic sides with only ``bf16`` flipped (``dataclasses.replace`` of the
+same configs), to tell how much of the gap is bf16 autocast (on by default in TRL, off in ``sft_config`` on CPU)
+versus gradient checkpointing / length grouping.  Run on an otherwise idle machine (see bench_generation.py on thread
+contention); ``--threads`` sets torch's thread count.
+
+Target: ours >= 1.0x plain TRL's non-padding tokens/s.  Writes bench/results/sft.json and prints a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from affine.collect import affine_examples, even_split  # noqa: E402
+from affine.config import AFFINE_ENVS, Params, load_params  # noqa: E402
+from affine.model import load_model  # noqa: E402
+from affine.sft import lora_config, read_jsonl, sft_config, split_examples  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NEVER = 10**9  # eval/save interval for our config: nothing but training steps happens during the run
+# diagnostic extra sides (--variants): one setting flipped, to tell which difference the throughput comes from
+VARIANTS = {"ours_bf16": {"bf16": True}, "plain_fp32": {"bf16": False}}
+
+
+class StepMeter(TrainerCallback):
+    """Seconds and tokens of each optimizer step; ``count`` is called by the training_step wrapper per micro-batch."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+        self._start = 0.0
+        self._tokens = self._padded = 0
+
+    def count(self, inputs: dict) -> None:
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        self._tokens += int(mask.sum()) if mask is not None else ids.numel()
+        self._padded += ids.numel()
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self._tokens = self._padded = 0
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        seconds = time.perf_counter() - self._start
+        self.steps.append({"seconds": seconds, "tokens": self._tokens, "padded_tokens": self._padded})
+
+
+def training_rows(params: Params, data: Path, count: int) -> tuple[list[dict], str]:
+    if data.is_file():
+        rows, source = read_jsonl(data), str(data)
+    else:
+        split = even_split(count, list(AFFINE_ENVS))
+        rows = [row for name in AFFINE_ENVS for row in affine_examples(name, split[name], params)]
+        source = f"generated: {count} SAT/ABD/DED examples ({data} is missing)"
+    train, _ = split_examples(rows, params.sft.val_fraction, params.base.seed)
+    return [{"messages": r["messages"]} for r in train], source
+
+
+def our_config(params: Params, output_dir: str, steps: int, batch_size: int) -> Any:
+    p = params.sft.model_copy(
+        update={"max_steps": steps, "batch_size": batch_size, "eval_steps": NEVER, "save_steps": NEVER}
+    )
+    return sft_config(p, params.base.seed, output_dir)
+
+
+def plain_config(output_dir: str, steps: int, batch_size: int) -> Any:
+    from trl import SFTConfig
+
+    # TRL defaults bf16=True, and transformers refuses bf16 without a GPU unless told use_cpu: the one addition needed.
+    cpu = {} if torch.cuda.is_available() else {"use_cpu": True}
+    return SFTConfig(
+        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch_size, report_to=[], **cpu
+    )
+
+
+def settings(config: Any) -> dict:
+    keys = (
+        "bf16",
+        "fp16",
+        "gradient_checkpointing",
+        "assistant_only_loss",
+        "completion_only_loss",
+        "train_sampling_strategy",
+        "packing",
+        "padding_free",
+        "max_length",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "use_cpu",
+    )
+    return {k: getattr(config, k, None) for k in keys}
+
+
+def train_once(side: str, params: Params, args: argparse.Namespace, rows: list[dict]) -> dict:
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    model, tokenizer = load_model(args.model, dtype=params.base.dtype)
+    meter = StepMeter()
+    with tempfile.TemporaryDirectory(prefix=f"bench_sft_{side}_") as output_dir:
+        if side.startswith("ours"):
+            config = our_config(params, output_dir, args.steps, args.batch_size)
+            eval_ds = Dataset.from_list(rows[: max(1, args.batch_size)])  # ours evaluates by steps; never reached
+        else:
+            config = plain_config(output_dir, args.steps, args.batch_size)
+            eval_ds = None
+        if side in VARIANTS:
+            config = dataclasses.replace(config, **VARIANTS[side])
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            peft_config=lora_config(params.sft),
+            callbacks=[meter],
+        )
+        step = trainer.training_step
+
+        def counted_step(model: Any, inputs: dict, *rest: Any, **kwargs: Any) -> Any:
+            meter.count(inputs)
+            return step(model, inputs, *rest, **kwargs)
+
+        trainer.training_step = counted_step
+        started = time.perf_counter()
+        result = trainer.train()
+        wall = time.perf_counter() - started
+        measured = meter.steps[args.warmup :]
+        seconds = sum(s["seconds"] for s in measured)
+        tokens = sum(s["tokens"] for s in measured)
+        padded = sum(s["padded_tokens"] for s in measured)
+        run = {
+            "side": side,
+            "settings": settings(config),
+            "steps_run": len(meter.steps),
+            "steps_measured": len(measured),
+            "step_seconds": round(seconds, 3),
+            "non_padding_tokens": tokens,
+            "padded_tokens": padded,
+            "padding_fraction": round(1 - tokens / padded, 4) if padded else 0.0,
+            "tokens_per_s": round(tokens / seconds, 2) if seconds else 0.0,
+            "train_wall_s": round(wall, 3),
+            "train_loss": result.training_loss,
+        }
+    del trainer, model
+    gc.collect()
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/base", help="model dir or spec for affine.model.load_model")
+    parser.add_argument("--data", default=str(ROOT / "data" / "sft" / "examples.jsonl"))
+    parser.add_argument("--examples", type=int, default=180, help="examples to generate when --data is missing")
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per run")
+    parser.add_argument("--batch-size", type=int, default=8, help="per-device train batch size (both sides)")
+    parser.add_argument("--warmup", type=int, default=2, help="first steps of each run left out of the measurement")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per side, alternating plain/ours")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        choices=sorted(VARIANTS),
+        help="extra diagnostic sides: ours with bf16 autocast on CPU, plain TRL in fp32",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sft.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps <= args.warmup:
+        parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup})")
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    params = load_params(args.params)
+    rows, source = training_rows(params, Path(args.data), args.examples)
+    load_start = round(os.getloadavg()[0], 2)
+    sides = ["plain", "ours", *args.variants]
+    runs = [train_once(side, params, args, rows) for _ in range(args.repeats) for side in sides]
+
+    totals = {}
+    for side in sides:
+        mine = [r for r in runs if r["side"] == side]
+        seconds = sum(r["step_seconds"] for r in mine)
+        tokens = sum(r["non_padding_tokens"] for r in mine)
+        totals[side] = {
+            "step_seconds": round(seconds, 3),
+            "non_padding_tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 2) if seconds else 0.0,
+            "padding_fraction": round(1 - tokens / max(1, sum(r["padded_tokens"] for r in mine)), 4),
+        }
+    ratios = {
+        side: round(totals[side]["tokens_per_s"] / max(totals["plain"]["tokens_per_s"], 1e-9), 3) for side in sides
+    }
+    ratio = ratios["ours"]
+    report = {
+        "model": args.model,
+        "data": source,
+        "train_rows": len(rows),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "warmup_steps_excluded": args.warmup,
+        "repeats": args.repeats,
+        "dtype": params.base.dtype,
+        "lora": {"r": params.sft.lora_r, "alpha": params.sft.lora_alpha, "targets": params.sft.lora_target_modules},
+        "measured": "non-padding tokens / seconds inside optimizer steps (on_step_begin -> on_step_end)",
+        "loss_difference": "ours: assistant-only loss (generation-marked template); plain TRL: loss on all tokens",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1m_start": load_start,
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "totals": totals,
+        "ratio_ours_over_plain": ratio,
+        "ratios_over_plain": ratios,
+        "runs": runs,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"sft {args.steps} steps x batch {args.batch_size} ({len(rows)} rows): ours {totals['ours']['tokens_per_s']} "
+        f"tok/s (padding {totals['ours']['padding_fraction']:.0%}) vs plain TRL {totals['plain']['tokens_per_s']} "
+        f"tok/s (padding {totals['plain']['padding_fraction']:.0%}) = x{ratio} on {os.cpu_count()} cores, "
+        f"load {load_start}"
+        + "".join(f"; {v} {totals[v]['tokens_per_s']} tok/s (x{ratios[v]})" for v in args.variants)
+        + f" -> {out}"
+    )
+
+
+if __name__ == "__main__":
+    main()
