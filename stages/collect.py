@@ -10,6 +10,7 @@ from affine.stage import run
 
 def main() -> None:
     counts = collect(load_params(), "data/sft/examples.jsonl")
+    Path("metrics").mkdir(exist_ok=True)
     Path("metrics/collect.json").write_text(json.dumps({"examples": counts, "total": sum(counts.values())}, indent=2))
 
 

@@ -58,6 +58,8 @@ def test_dvc_repro_end_to_end(tmp_path):
     sh(["git", "init", "-q"], tmp_path)
     sh(DVC + ["init", "-q"], tmp_path)
     sh(DVC + ["config", "core.analytics", "false"], tmp_path)
+    sh(["git", "add", "-A"], tmp_path)  # dvclive needs a repository with a commit, as any clone of this one has
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], tmp_path)
     env_python = Path(sys.executable).parent
     sh(["bash", "-c", f"PATH={env_python}:$PATH {sys.executable} -m dvc repro"], tmp_path)
 
