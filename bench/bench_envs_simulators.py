@@ -1,9 +1,9 @@
-"""Expert episodes per second for the offline WebShop and SciWorld simulators.
+"""Expert episodes per second for the offline WebShop, ALFWorld, SciWorld and TextCraft simulators.
 
 Why: the collect stage plays thousands of expert episodes and RL resets these envs every rollout, so the simulators
-must cost far less than the model's turns.  Writes ``bench/results/envs_webshop_sciworld.json`` and prints one line.
-Usage: ``python bench/bench_envs_webshop_sciworld.py [--episodes N]`` (the real ScienceWorld backend is not timed here:
-its JVM takes seconds to start and ~0.25 s a step).
+must cost far less than the model's turns.  Writes ``bench/results/envs_simulators.json`` and prints one line.
+Usage: ``python bench/bench_envs_simulators.py [--episodes N]`` (BabyAI has its own bench on the real minigrid levels;
+the real ScienceWorld backend is not timed here: its JVM takes seconds to start and ~0.25 s a step).
 """
 
 from __future__ import annotations
@@ -16,10 +16,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from affine.envs.agentgym.alfworld import ALFWorld
 from affine.envs.agentgym.sciworld import SciWorld
+from affine.envs.agentgym.textcraft import TextCraft
 from affine.envs.agentgym.webshop import WebShop
 
-RESULTS = Path(__file__).parent / "results" / "envs_webshop_sciworld.json"
+RESULTS = Path(__file__).parent / "results" / "envs_simulators.json"
+# env -> (class, difficulties benchmarked)
+SIMULATORS = {
+    "agentgym:webshop": (WebShop, (1, 2, 3)),
+    "agentgym:alfworld": (ALFWorld, (1, 2, 3)),
+    "agentgym:sciworld": (SciWorld, (1, 2, 3)),
+    "agentgym:textcraft": (TextCraft, (1, 2, 3, 4)),
+}
 
 
 def bench(env_cls: type, episodes: int, difficulty: int) -> dict[str, Any]:
@@ -59,8 +68,8 @@ def main() -> None:
         "python": platform.python_version(),
     }
     results["envs"] = {}
-    for name, cls in (("agentgym:webshop", WebShop), ("agentgym:sciworld", SciWorld)):
-        results["envs"][name] = {str(d): bench(cls, args.episodes, d) for d in (1, 2, 3)}
+    for name, (cls, difficulties) in SIMULATORS.items():
+        results["envs"][name] = {str(d): bench(cls, args.episodes, d) for d in difficulties}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     parts = []
