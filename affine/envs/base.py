@@ -105,6 +105,16 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+SPLITS = ("train", "eval")
+
+
+def check_split(split: str) -> str:
+    """Every env draws train and eval tasks from disjoint sets; anything else is a caller's typo."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    return split
+
+
 def env_names() -> list[str]:
     return list(_REGISTRY)
 

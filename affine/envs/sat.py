@@ -11,7 +11,7 @@ import random
 import re
 from typing import Any
 
-from affine.envs.base import Challenge
+from affine.envs.base import Challenge, check_split
 
 _ASSIGNMENT = re.compile(r"x(\d+)=(True|False|1|0)")
 EVAL_SEED_OFFSET = 1_000_000_000
@@ -64,8 +64,7 @@ class SAT:
         split: str = "train",
         **_: Any,
     ) -> None:
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        check_split(split)
         self.n_vars = tuple(n_vars)
         self.k = tuple(k)
         self.clause_ratio = clause_ratio

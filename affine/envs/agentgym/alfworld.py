@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from affine.envs.agentgym.react import parse_last, react
-from affine.envs.base import Shaping, Step
+from affine.envs.base import Shaping, Step, check_split
 
 NOTHING = "Nothing happened."
 TASK_TYPES = (
@@ -180,8 +180,7 @@ class ALFWorld:
         shaping: Shaping | None = None,
         seed: int = 0,
     ):
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        check_split(split)
         self.split, self.max_turns, self.seed, self.difficulty = split, max_turns, seed, max(1, difficulty)
         self.shaping = shaping or Shaping(progress=0.2, completion=1.0)
         self.instructions = INSTRUCTIONS

@@ -49,7 +49,7 @@ from minigrid.envs.babyai.core.verifier import (
 )
 
 from affine.envs.agentgym.react import parse_single, react
-from affine.envs.base import Shaping, Step
+from affine.envs.base import Shaping, Step, check_split
 
 _SHORT = (
     "GoToRedBallGrey GoToRedBall GoToRedBallNoDists GoToObjS6 GoToLocalS8N7 GoToObjMazeS7 GoToImpUnlock GoToSeqS5R2 "
@@ -242,8 +242,7 @@ class BabyAI:
         seed: int = 0,
         levels: list[int | str] | None = None,
     ) -> None:
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        check_split(split)
         self.split, self.max_turns, self.seed = split, max_turns, seed
         self.difficulty = difficulty
         self.shaping = shaping or Shaping()

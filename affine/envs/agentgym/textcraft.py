@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from affine.envs.agentgym.react import parse_single, react
-from affine.envs.base import Shaping, Step
+from affine.envs.base import Shaping, Step, check_split
 
 DATA_PATH = Path(__file__).parent / "data" / "textcraft_recipes.json"
 
@@ -225,8 +225,7 @@ class TextCraft:
         shaping: Shaping | None = None,
         seed: int = 0,
     ):
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        check_split(split)
         self.split, self.max_turns, self.seed, self.difficulty = split, max_turns, seed, difficulty
         self.book = recipe_book()
         self.depth = min(max(1, difficulty), max(self.book.depth.values()))

@@ -37,7 +37,7 @@ from functools import lru_cache
 from typing import Any
 
 from affine.envs.agentgym.react import parse_last, react
-from affine.envs.base import Shaping, Step
+from affine.envs.base import Shaping, Step, check_split
 
 SEP = " [SEP] "
 PAGE_SIZE = 10
@@ -287,8 +287,7 @@ class WebShop:
         shaping: Shaping | None = None,
         seed: int = 0,
     ) -> None:
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
+        check_split(split)
         self.split, self.max_turns, self.difficulty, self.seed = split, max_turns, max(1, difficulty), seed
         self.shaping = shaping or Shaping()
         self.products = {p.asin: p for p in catalogue(seed)}
