@@ -47,48 +47,24 @@ import json
 import os
 import platform
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sft_timing import our_config, plain_config, timed_training  # noqa: E402
 
 from affine.collect import affine_examples, even_split  # noqa: E402
 from affine.config import AFFINE_ENVS, Params, load_params  # noqa: E402
 from affine.model import load_model  # noqa: E402
-from affine.sft import lora_config, read_jsonl, sft_config, split_examples  # noqa: E402
+from affine.sft import lora_config, read_jsonl, split_examples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-NEVER = 10**9  # eval/save interval for our config: nothing but training steps happens during the run
 # diagnostic extra sides (--variants): one setting flipped, to tell which difference the throughput comes from
 VARIANTS = {"ours_bf16": {"bf16": True}, "plain_fp32": {"bf16": False}}
-
-
-class StepMeter(TrainerCallback):
-    """Seconds and tokens of each optimizer step; ``count`` is called by the training_step wrapper per micro-batch."""
-
-    def __init__(self) -> None:
-        self.steps: list[dict] = []
-        self._start = 0.0
-        self._tokens = self._padded = 0
-
-    def count(self, inputs: dict) -> None:
-        ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        self._tokens += int(mask.sum()) if mask is not None else ids.numel()
-        self._padded += ids.numel()
-
-    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-        self._tokens = self._padded = 0
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        seconds = time.perf_counter() - self._start
-        self.steps.append({"seconds": seconds, "tokens": self._tokens, "padded_tokens": self._padded})
 
 
 def training_rows(params: Params, data: Path, count: int) -> tuple[list[dict], str]:
@@ -102,93 +78,22 @@ def training_rows(params: Params, data: Path, count: int) -> tuple[list[dict], s
     return [{"messages": r["messages"]} for r in train], source
 
 
-def our_config(params: Params, output_dir: str, steps: int, batch_size: int) -> Any:
-    p = params.sft.model_copy(
-        update={"max_steps": steps, "batch_size": batch_size, "eval_steps": NEVER, "save_steps": NEVER}
-    )
-    return sft_config(p, params.base.seed, output_dir)
-
-
-def plain_config(output_dir: str, steps: int, batch_size: int) -> Any:
-    from trl import SFTConfig
-
-    # TRL defaults bf16=True, and transformers refuses bf16 without a GPU unless told use_cpu: the one addition needed.
-    cpu = {} if torch.cuda.is_available() else {"use_cpu": True}
-    return SFTConfig(
-        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch_size, report_to=[], **cpu
-    )
-
-
-def settings(config: Any) -> dict:
-    keys = (
-        "bf16",
-        "fp16",
-        "gradient_checkpointing",
-        "assistant_only_loss",
-        "completion_only_loss",
-        "train_sampling_strategy",
-        "packing",
-        "padding_free",
-        "max_length",
-        "gradient_accumulation_steps",
-        "learning_rate",
-        "use_cpu",
-    )
-    return {k: getattr(config, k, None) for k in keys}
-
-
 def train_once(side: str, params: Params, args: argparse.Namespace, rows: list[dict]) -> dict:
-    from datasets import Dataset
-    from trl import SFTTrainer
-
     model, tokenizer = load_model(args.model, dtype=params.base.dtype)
-    meter = StepMeter()
-    with tempfile.TemporaryDirectory(prefix=f"bench_sft_{side}_") as output_dir:
+
+    def make_config(output_dir: str) -> Any:
         if side.startswith("ours"):
             config = our_config(params, output_dir, args.steps, args.batch_size)
-            eval_ds = Dataset.from_list(rows[: max(1, args.batch_size)])  # ours evaluates by steps; never reached
         else:
             config = plain_config(output_dir, args.steps, args.batch_size)
-            eval_ds = None
-        if side in VARIANTS:
-            config = dataclasses.replace(config, **VARIANTS[side])
-        trainer = SFTTrainer(
-            model=model,
-            args=config,
-            train_dataset=Dataset.from_list(rows),
-            eval_dataset=eval_ds,
-            processing_class=tokenizer,
-            peft_config=lora_config(params.sft),
-            callbacks=[meter],
-        )
-        step = trainer.training_step
+        return dataclasses.replace(config, **VARIANTS[side]) if side in VARIANTS else config
 
-        def counted_step(model: Any, inputs: dict, *rest: Any, **kwargs: Any) -> Any:
-            meter.count(inputs)
-            return step(model, inputs, *rest, **kwargs)
-
-        trainer.training_step = counted_step
-        started = time.perf_counter()
-        result = trainer.train()
-        wall = time.perf_counter() - started
-        measured = meter.steps[args.warmup :]
-        seconds = sum(s["seconds"] for s in measured)
-        tokens = sum(s["tokens"] for s in measured)
-        padded = sum(s["padded_tokens"] for s in measured)
-        run = {
-            "side": side,
-            "settings": settings(config),
-            "steps_run": len(meter.steps),
-            "steps_measured": len(measured),
-            "step_seconds": round(seconds, 3),
-            "non_padding_tokens": tokens,
-            "padded_tokens": padded,
-            "padding_fraction": round(1 - tokens / padded, 4) if padded else 0.0,
-            "tokens_per_s": round(tokens / seconds, 2) if seconds else 0.0,
-            "train_wall_s": round(wall, 3),
-            "train_loss": result.training_loss,
-        }
-    del trainer, model
+    # ours evaluates by steps (never reached within the run) and so needs an eval set; plain TRL does not
+    eval_rows = rows[: max(1, args.batch_size)] if side.startswith("ours") else None
+    run = timed_training(
+        side, model, tokenizer, rows, make_config, lora_config(params.sft), args.warmup, eval_rows=eval_rows
+    )
+    del model
     gc.collect()
     return run
 
