@@ -48,6 +48,9 @@ class BaseParams(Section):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     load_in_8bit: bool = False
     load_in_4bit: bool = False
+    # generation (evaluation and RL rollouts): prefill in groups of rows of at most this many prompt tokens; None =
+    # the whole batch in one forward (best on a GPU; on a CPU smaller groups stay in cache, see affine.generation)
+    prefill_tokens: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_quantization(self) -> BaseParams:

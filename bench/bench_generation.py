@@ -2,7 +2,8 @@
 
 (a) serial: plain ``model.generate`` on one prompt at a time (no padding, KV cache on -- the usual naive loop);
 (b) batched: :func:`affine.generation.generate_texts` at each ``--batch-sizes`` (16 and 32 by default): sorted by
-    length, left-padded, one KV-cached ``generate`` per chunk -- what the evaluate stage runs;
+    length, left-padded, prefilled in groups of ``base.prefill_tokens`` tokens (``--prefill-tokens``), one KV-cached
+    ``generate`` per chunk -- what the evaluate stage runs;
 (c) multi-turn: ``--episodes`` held-out TextCraft episodes played by :func:`affine.rollout.play` with all live
     episodes in one ``generate`` call per turn, vs the very same episodes (fresh env objects, same task ids) played
     with ``batch_size=1``.  Its tokens/s is ``play``'s real rate: env steps, tokenisation and the growing prompts'
@@ -23,8 +24,9 @@ stop replies instead (then counts may differ; tokens/s stays comparable).  Each 
 
 Prefill split (on by default, ``--no-split-prefill`` skips it): the same prompts are also run with 1 new token, serial
 and at the largest batch size, giving the serial time's prefill share and the decode-only speedup.  Prefill is
-compute-bound and costs about the same batched or not, so with ~200-token prompts and 64 new tokens it caps the
-end-to-end ratio well below the decode ratio (Amdahl); a longer ``--max-new-tokens`` shows the decode-bound regime.
+compute-bound: one forward over the whole padded batch was slower than serial prefill here (5.5 s vs 3.2 s for 32
+prompts in bf16), which is why the batched side prefills in cache-sized groups; with ~200-token prompts and 64 new
+tokens prefill still caps the end-to-end ratio below the decode ratio (Amdahl).
 
     python bench/bench_generation.py                                  # models/base, float32 and bfloat16
     python bench/bench_generation.py --n 64 --max-new-tokens 64 --batch-sizes 16 32 --episodes 16 --turns 3
@@ -129,7 +131,9 @@ def single_turn(model: Any, tokenizer: Any, prompts: list[str], args: argparse.N
     result: dict[str, Any] = {"serial": rate(serial_tokens, serial_s), "batched": {}}
     for size in args.batch_sizes:
         seconds, completions = timed(
-            lambda size=size: generate_texts(model, tokenizer, prompts, max_new_tokens=m, batch_size=size)
+            lambda size=size: generate_texts(
+                model, tokenizer, prompts, max_new_tokens=m, batch_size=size, prefill_tokens=args.prefill_tokens
+            )
         )
         tokens = sum(c.new_tokens for c in completions)
         if not args.free_length:
@@ -139,11 +143,13 @@ def single_turn(model: Any, tokenizer: Any, prompts: list[str], args: argparse.N
         entry["same_text_as_serial"] = sum(c.text == t for c, t in zip(completions, serial_texts, strict=True))
         result["batched"][str(size)] = entry
     if args.split_prefill:
-        result["prefill"] = prefill_split(model, tokenizer, prompts, result, max(args.batch_sizes))
+        result["prefill"] = prefill_split(model, tokenizer, prompts, result, max(args.batch_sizes), args.prefill_tokens)
     return result
 
 
-def prefill_split(model: Any, tokenizer: Any, prompts: list[str], result: dict, size: int) -> dict:
+def prefill_split(
+    model: Any, tokenizer: Any, prompts: list[str], result: dict, size: int, prefill_tokens: int | None
+) -> dict:
     """Time the same prompts with 1 new token (prefill + one step) to split each run into prefill and decode.
 
     Prefill is compute-bound and costs about the same batched or not, so it caps the end-to-end speedup (Amdahl);
@@ -151,7 +157,11 @@ def prefill_split(model: Any, tokenizer: Any, prompts: list[str], result: dict, 
     """
     with forced_length(model, None):
         serial_s, _ = timed(lambda: serial_generate(model, tokenizer, prompts, 1))
-        batched_s, _ = timed(lambda: generate_texts(model, tokenizer, prompts, max_new_tokens=1, batch_size=size))
+        batched_s, _ = timed(
+            lambda: generate_texts(
+                model, tokenizer, prompts, max_new_tokens=1, batch_size=size, prefill_tokens=prefill_tokens
+            )
+        )
     serial_decode = result["serial"]["seconds"] - serial_s
     batched_decode = result["batched"][str(size)]["seconds"] - batched_s
     return {
@@ -166,7 +176,7 @@ def prefill_split(model: Any, tokenizer: Any, prompts: list[str], result: dict, 
 def multi_turn(model: Any, tokenizer: Any, params: Any, args: argparse.Namespace) -> dict:
     turns = min(args.turns, build_env(MULTI_TURN_ENV, params.envs, "eval").max_turns)
 
-    def episodes(batch_size: int | None) -> tuple[float, list]:
+    def episodes(batch_size: int | None, prefill_tokens: int | None) -> tuple[float, list]:
         envs = [build_env(MULTI_TURN_ENV, params.envs, "eval") for _ in range(args.episodes)]
         pairs = [(env, task_id) for task_id, env in enumerate(envs)]
         return timed(
@@ -179,11 +189,12 @@ def multi_turn(model: Any, tokenizer: Any, params: Any, args: argparse.Namespace
                 max_turns=turns,
                 batch_size=batch_size,
                 max_context=getattr(model.config, "max_position_embeddings", None),
+                prefill_tokens=prefill_tokens,
             )
         )
 
-    serial_s, serial = episodes(1)
-    batched_s, batched = episodes(args.episode_batch_size)
+    serial_s, serial = episodes(1, None)
+    batched_s, batched = episodes(args.episode_batch_size, args.prefill_tokens)
     serial_tokens, batched_tokens = sum(e.new_tokens for e in serial), sum(e.new_tokens for e in batched)
     result = {
         "env": MULTI_TURN_ENV,
@@ -226,6 +237,11 @@ def main() -> None:
         default=True,
         help="also time 1-token runs to split serial/batched time into prefill and decode",
     )
+    parser.add_argument(
+        "--prefill-tokens",
+        default="params",
+        help="batched side's prefill group size in tokens, 'none', or 'params' (base.prefill_tokens)",
+    )
     parser.add_argument("--free-length", action="store_true", help="let EOS end replies (no forced equal length)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -235,12 +251,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     params = load_params(args.params)
+    if args.prefill_tokens == "params":
+        args.prefill_tokens = params.base.prefill_tokens
+    else:
+        args.prefill_tokens = None if args.prefill_tokens == "none" else int(args.prefill_tokens)
     forced = None if args.free_length else args.max_new_tokens
     report: dict[str, Any] = {
         "model": args.model,
         "n": args.n,
         "max_new_tokens": args.max_new_tokens,
         "batch_sizes": args.batch_sizes,
+        "prefill_tokens": args.prefill_tokens,
         "equal_work": "free length (EOS may stop early)"
         if args.free_length
         else "generation_config.min_new_tokens = max_new_tokens on both sides: every reply is exactly "

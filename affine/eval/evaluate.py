@@ -57,6 +57,7 @@ def evaluate_single_turn(model: Any, tokenizer: Any, env: Any, n: int, params: P
         batch_size=e.batch_size,
         temperature=e.temperature,
         progress=f"eval {env.name}",
+        prefill_tokens=params.base.prefill_tokens,
     )
     rows = []
     for challenge, completion in zip(challenges, completions, strict=True):
@@ -91,6 +92,7 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
                 temperature=e.temperature,
                 max_turns=max(env.max_turns for env in chunk),
                 max_context=getattr(model.config, "max_position_embeddings", None),
+                prefill_tokens=params.base.prefill_tokens,
             )
             bar.update(len(chunk))
     return [

@@ -370,6 +370,7 @@ def train_rl(
             max_turns=rl.max_episode_length,
             reward_fn=reward_fn,
             max_context=getattr(policy.config, "max_position_embeddings", None),
+            prefill_tokens=params.base.prefill_tokens,
         )
         batch = collate(episodes, tokenizer.pad_token_id)
         score_rollout(inner, batch, rl.minibatch_size, rl.temperature, accelerator.device)
