@@ -4,11 +4,11 @@ Prompts are sorted by length before batching so each batch pads little (padding-
 every row's new tokens start at the same column, and run under ``torch.inference_mode``.  Results come back in the
 caller's order.
 
-With ``prefill_tokens`` the prompts are prefilled in groups of rows of at most that many tokens, each group only as
-wide as its own longest prompt, before one batched decode over the whole chunk.  Why: on a CPU, one forward over a
-whole left-padded batch (32 x 257 tokens) ran *slower per token* than one prompt at a time (activations outgrow the
-caches, and the padding is computed too): 5.5 s vs 3.2 s for the same 32 prompts on 2 cores, while groups of ~1,000
-tokens took 2.7 s.  On a GPU the whole batch at once is best: leave it unset.
+With ``prefill_tokens`` each chunk is prefilled by :mod:`affine.prefill` -- in row groups of at most that many
+tokens, with prefixes shared by several prompts (``min_shared_prefix`` tokens or more) computed once -- before one
+batched decode over the whole chunk.  Why: on a CPU, one forward over a whole left-padded batch (32 x 257 tokens)
+ran *slower per token* than one prompt at a time: 5.5 s vs 3.2 s for the same 32 prompts on 2 cores, while groups
+of ~1,000 tokens took 2.7 s.  On a GPU one forward over the whole batch is fast: leave it unset there.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from affine.chat import render_prompt
+from affine.prefill import layout, prefill
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,12 @@ def generate_ids(
     batch_size: int,
     progress: str | None = None,
     prefill_tokens: int | None = None,
+    min_shared_prefix: int = 32,
 ) -> list[list[int]]:
     """Sample continuations of token-id prompts; each cut after its first eos (kept).  Input order is kept.
 
-    Longest prompts first so each chunk pads little; left padding so new tokens share a column; the model's KV
-    cache is used inside each ``generate`` call.
+    Longest prompts first so each chunk pads little; new tokens share a column (left padding, or the layout of
+    :func:`affine.prefill.layout`); the model's KV cache is used inside each ``generate`` call.
     """
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     results: list[list[int]] = [[] for _ in prompts]
@@ -57,14 +59,14 @@ def generate_ids(
     bar = tqdm(total=len(prompts), desc=progress, disable=progress is None, unit="prompt")
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        cache = _prefill(model, ids, mask, prefill_tokens) if prefill_tokens and width > 1 else None
+        if prefill_tokens and max(len(prompts[i]) for i in chunk) > 1:
+            plan = layout([prompts[i] for i in chunk], pad_id, min_shared_prefix, device)
+            chunk = [chunk[row] for row in plan.order]
+            ids, mask, cache = plan.ids, plan.mask, prefill(model, plan, prefill_tokens)
+        else:
+            ids, mask = _left_padded([prompts[i] for i in chunk], pad_id)
+            ids, mask, cache = ids.to(device), mask.to(device), None
+        width = ids.shape[1]
         out = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -86,52 +88,14 @@ def generate_ids(
     return results
 
 
-def _prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_tokens: int) -> Any:
-    """KV cache of every row but its last token, computed in groups of rows of at most ``max_tokens`` tokens.
-
-    Rows arrive longest first.  Each group runs only over its own width (its longest prompt); its keys and values are
-    then left-padded with zeros to the chunk's width -- those columns are padding in ``mask``, so no query attends
-    to them -- and the groups are stacked into one cache that ``generate`` continues from (it feeds the last column).
-    Positions follow ``generate``'s own rule (cumulative sum of the mask), so the cached rows match an unsplit run.
-    """
-    from transformers import DynamicCache
-
-    rows, width = ids.shape
-    prefix = width - 1
-    lengths = mask[:, :prefix].sum(dim=1).tolist()
-    positions = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, 1)
-    groups: list[tuple[int, int]] = []
-    start = 0
-    while start < rows:
-        group_width = max(1, int(lengths[start]))
-        end = start + 1
-        while end < rows and (end + 1 - start) * group_width <= max_tokens:
-            end += 1
-        groups.append((start, end))
-        start = end
-    keys: list[list[torch.Tensor]] = []
-    values: list[list[torch.Tensor]] = []
-    for start, end in groups:
-        group_width = max(1, int(lengths[start]))
-        window = slice(prefix - group_width, prefix)
-        out = model(
-            input_ids=ids[start:end, window],
-            attention_mask=mask[start:end, window],
-            position_ids=positions[start:end, window],
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        pad = prefix - group_width
-        for layer, cached in enumerate(out.past_key_values.layers):
-            if layer == len(keys):
-                keys.append([])
-                values.append([])
-            keys[layer].append(torch.nn.functional.pad(cached.keys, (0, 0, pad, 0)))
-            values[layer].append(torch.nn.functional.pad(cached.values, (0, 0, pad, 0)))
-    cache = DynamicCache()
-    for layer in range(len(keys)):
-        cache.update(torch.cat(keys[layer]), torch.cat(values[layer]), layer)
-    return cache
+def _left_padded(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, tokens in enumerate(prompts):
+        ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, width - len(tokens) :] = 1
+    return ids, mask
 
 
 def generate_texts(
