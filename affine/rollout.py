@@ -149,18 +149,23 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _start(env: Any, task_id: int, tokenizer: Any | None) -> _State:
+def opening(env: Any, task_id: int) -> tuple[Challenge | None, list[dict[str, str]]]:
+    """The conversation an episode starts from: a single-turn challenge's prompt, or (multi-turn, which resets
+    ``env``) AgentGym's instructions, our acknowledgement and the first observation.  Also the challenge, if any."""
     if is_single_turn(env):
         challenge = env.sample(task_id)
-        state = _State(env, task_id, challenge, [{"role": "user", "content": challenge["prompt"]}])
-    else:
-        first = env.reset(task_id)
-        messages = [
-            {"role": "user", "content": env.instructions},
-            {"role": "assistant", "content": ACK},
-            {"role": "user", "content": first},
-        ]
-        state = _State(env, task_id, None, messages)
+        return challenge, [{"role": "user", "content": challenge["prompt"]}]
+    first = env.reset(task_id)
+    return None, [
+        {"role": "user", "content": env.instructions},
+        {"role": "assistant", "content": ACK},
+        {"role": "user", "content": first},
+    ]
+
+
+def _start(env: Any, task_id: int, tokenizer: Any | None) -> _State:
+    challenge, messages = opening(env, task_id)
+    state = _State(env, task_id, challenge, messages)
     if tokenizer is not None:
         state.ids = _encode(tokenizer, render_prompt(tokenizer, state.messages))
         state.mask = [0] * len(state.ids)

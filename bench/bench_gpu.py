@@ -106,7 +106,7 @@ def prepare(args: argparse.Namespace) -> None:
     from affine.config import AFFINE_ENVS
     from affine.envs.options import build_env
     from affine.model import load_tokenizer
-    from affine.rollout import ACK
+    from affine.rollout import opening
 
     params = load_params(args.params)
     recipe = load_params(args.recipe)
@@ -127,19 +127,9 @@ def prepare(args: argparse.Namespace) -> None:
 
     prompts = []
     for i in range(args.prompts):
-        if i % 2 == 0:
-            name = AFFINE_ENVS[(i // 2) % len(AFFINE_ENVS)]
-            challenge = build_env(name, params.envs, "eval").sample(i)
-            messages = [{"role": "user", "content": challenge["prompt"]}]
-        else:
-            name = agentgym[(i // 2) % len(agentgym)]
-            env = build_env(name, params.envs, "eval")
-            first = env.reset(i)
-            messages = [
-                {"role": "user", "content": env.instructions},
-                {"role": "assistant", "content": ACK},
-                {"role": "user", "content": first},
-            ]
+        names = AFFINE_ENVS if i % 2 == 0 else agentgym
+        name = names[(i // 2) % len(names)]
+        _, messages = opening(build_env(name, params.envs, "eval"), i)
         ids = tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
         prompts.append({"env": name, "ids": ids})
     (out / "prompts.json").write_text(json.dumps(prompts))
