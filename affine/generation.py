@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from affine.attention import fast_decode
 from affine.chat import render_prompt
 from affine.prefill import layout, prefill
 
@@ -62,22 +63,23 @@ def generate_ids(
         if prefill_tokens and max(len(prompts[i]) for i in chunk) > 1:
             plan = layout([prompts[i] for i in chunk], pad_id, min_shared_prefix, device)
             chunk = [chunk[row] for row in plan.order]
-            ids, mask, cache = plan.ids, plan.mask, prefill(model, plan, prefill_tokens)
+            ids, mask, cache = plan.ids, plan.mask, prefill(model, plan, prefill_tokens, room=max_new_tokens)
         else:
             ids, mask = _left_padded([prompts[i] for i in chunk], pad_id)
             ids, mask, cache = ids.to(device), mask.to(device), None
         width = ids.shape[1]
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            cache=cache,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=pad_id,
-            eos_token_id=eos_id,
-            do_sample=temperature > 0,
-            use_cache=True,
-            **sampling,
-        )
+        with fast_decode(model):
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                cache=cache,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=eos_id,
+                do_sample=temperature > 0,
+                use_cache=True,
+                **sampling,
+            )
         for row, i in enumerate(chunk):
             tokens = out[row, width:].tolist()
             length = next((n + 1 for n, t in enumerate(tokens) if t == eos_id), len(tokens))

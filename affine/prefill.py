@@ -97,9 +97,15 @@ def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> Any
     return cache
 
 
-def prefill(model: Any, plan: Layout, max_tokens: int) -> Any:
-    """The cache of every column but the last, for ``plan``'s rows (see the module docstring)."""
-    from transformers import DynamicCache
+def prefill(model: Any, plan: Layout, max_tokens: int, room: int) -> Any:
+    """The cache of every column but the last, for ``plan``'s rows (see the module docstring), in a ``StaticCache``
+    with ``room`` free columns (the decode steps' keys and values go there).
+
+    Why static: ``DynamicCache`` concatenates each layer's whole cache with the new column at every decode step;
+    with 32 rows of ~300 columns those copies were 26 % of a bf16 generate on 2 cores (``aten::cat`` in the torch
+    profiler), and writing the new column in place made batched generation x6.6 -> x7.7 the serial rate.
+    """
+    from transformers import StaticCache
 
     ids, mask = plan.ids, plan.mask
     rows, width = ids.shape
@@ -148,7 +154,7 @@ def prefill(model: Any, plan: Layout, max_tokens: int) -> Any:
                 logits_to_keep=1,
             )
             store(out.past_key_values, slice(start, stop), window, shared)
-    cache = DynamicCache()
+    cache = StaticCache(config=model.config, max_cache_len=last + room)
     for index in range(len(keys)):
         cache.update(keys[index], values[index], index)
     return cache

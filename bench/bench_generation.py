@@ -1,9 +1,11 @@
 """Generation throughput: one prompt at a time vs our batched engine, single-turn and multi-turn, in tokens/s.
 
-(a) serial: plain ``model.generate`` on one prompt at a time (no padding, KV cache on -- the usual naive loop);
+(a) serial: plain ``model.generate`` on one prompt at a time (no padding, KV cache on, transformers' ``sdpa``
+    attention -- the usual naive loop); ``serial_our_attention`` is the same loop with :mod:`affine.attention`'s
+    decode kernel, so the JSON separates the kernel's gain from batching's;
 (b) batched: :func:`affine.generation.generate_texts` at each ``--batch-sizes`` (16 and 32 by default): sorted by
-    length, left-padded, prefilled in groups of ``base.prefill_tokens`` tokens (``--prefill-tokens``), one KV-cached
-    ``generate`` per chunk -- what the evaluate stage runs;
+    length, prefilled in groups of ``base.prefill_tokens`` tokens (``--prefill-tokens``) into a ``StaticCache``, one
+    KV-cached ``generate`` per chunk with :mod:`affine.attention`'s decode kernel -- what the evaluate stage runs;
 (c) multi-turn: ``--episodes`` held-out TextCraft episodes played by :func:`affine.rollout.play` with all live
     episodes in one ``generate`` call per turn, vs the very same episodes (fresh env objects, same task ids) played
     with ``batch_size=1``.  Its tokens/s is ``play``'s real rate: env steps, tokenisation and the growing prompts'
@@ -48,6 +50,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -58,6 +61,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from affine.attention import fast_decode  # noqa: E402
 from affine.chat import render_prompt  # noqa: E402
 from affine.config import AFFINE_ENVS, load_params  # noqa: E402
 from affine.envs.options import build_env  # noqa: E402
@@ -119,29 +123,59 @@ def serial_generate(model: Any, tokenizer: Any, prompts: list[str], max_new_toke
     return outputs
 
 
-def rate(tokens: int, seconds: float) -> dict:
-    return {"seconds": round(seconds, 3), "new_tokens": tokens, "tokens_per_s": round(tokens / max(seconds, 1e-9), 2)}
+def rate(tokens: int, seconds: float | list[float]) -> dict:
+    """Tokens/s of the median time; a list of repeated times is kept in the result as ``runs_s``."""
+    runs = seconds if isinstance(seconds, list) else [seconds]
+    median = statistics.median(runs)
+    result = {"seconds": round(median, 3), "new_tokens": tokens, "tokens_per_s": round(tokens / max(median, 1e-9), 2)}
+    if len(runs) > 1:
+        result["runs_s"] = [round(t, 3) for t in runs]
+    return result
 
 
 def single_turn(model: Any, tokenizer: Any, prompts: list[str], args: argparse.Namespace) -> dict:
+    """Serial and batched runs interleaved ``--repeats`` times; each side's median time gives its tokens/s.
+
+    Why interleaved medians: on this shared 2-core VM the same batched run took 9.6-13.4 s within minutes, so one
+    serial run then one batched run can catch different moments; rounds of (serial, batched...) let both sides see
+    the same conditions.
+    """
     m = args.max_new_tokens
-    serial_s, serial = timed(lambda: serial_generate(model, tokenizer, prompts, m))
+    sides = (
+        ["serial"] + (["serial_our_attention"] if args.serial_our_attention else []) + list(map(str, args.batch_sizes))
+    )
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    for _ in range(args.repeats):
+        seconds, serial = timed(lambda: serial_generate(model, tokenizer, prompts, m))
+        times["serial"].append(seconds)
+        if args.serial_our_attention:
+            with fast_decode(model):
+                times["serial_our_attention"].append(timed(lambda: serial_generate(model, tokenizer, prompts, m))[0])
+        completions: dict[str, list] = {}
+        for size in args.batch_sizes:
+            seconds, completions[str(size)] = timed(
+                lambda size=size: generate_texts(
+                    model, tokenizer, prompts, max_new_tokens=m, batch_size=size, prefill_tokens=args.prefill_tokens
+                )
+            )
+            times[str(size)].append(seconds)
     serial_texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in serial]
     serial_tokens = sum(len(ids) for ids in serial)
-    result: dict[str, Any] = {"serial": rate(serial_tokens, serial_s), "batched": {}}
-    for size in args.batch_sizes:
-        seconds, completions = timed(
-            lambda size=size: generate_texts(
-                model, tokenizer, prompts, max_new_tokens=m, batch_size=size, prefill_tokens=args.prefill_tokens
-            )
-        )
-        tokens = sum(c.new_tokens for c in completions)
+    result: dict[str, Any] = {"repeats": args.repeats, "serial": rate(serial_tokens, times["serial"]), "batched": {}}
+    if args.serial_our_attention:
+        result["serial_our_attention"] = rate(serial_tokens, times["serial_our_attention"])
+    for size, outputs in completions.items():
+        tokens = sum(c.new_tokens for c in outputs)
         if not args.free_length:
             assert tokens == serial_tokens == m * len(prompts), (tokens, serial_tokens, m * len(prompts))
-        entry = rate(tokens, seconds)
+        entry = rate(tokens, times[size])
         entry["speedup"] = round(entry["tokens_per_s"] / result["serial"]["tokens_per_s"], 2)
-        entry["same_text_as_serial"] = sum(c.text == t for c, t in zip(completions, serial_texts, strict=True))
-        result["batched"][str(size)] = entry
+        if args.serial_our_attention:
+            entry["speedup_vs_serial_our_attention"] = round(
+                entry["tokens_per_s"] / result["serial_our_attention"]["tokens_per_s"], 2
+            )
+        entry["same_text_as_serial"] = sum(c.text == t for c, t in zip(outputs, serial_texts, strict=True))
+        result["batched"][size] = entry
     if args.split_prefill:
         result["prefill"] = prefill_split(model, tokenizer, prompts, result, max(args.batch_sizes), args.prefill_tokens)
     return result
@@ -242,6 +276,13 @@ def main() -> None:
         default="params",
         help="batched side's prefill group size in tokens, 'none', or 'params' (base.prefill_tokens)",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved serial/batched rounds (median time)")
+    parser.add_argument(
+        "--serial-our-attention",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the serial loop with affine.attention's decode kernel (splits kernel gain from batching gain)",
+    )
     parser.add_argument("--free-length", action="store_true", help="let EOS end replies (no forced equal length)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -261,6 +302,7 @@ def main() -> None:
         "n": args.n,
         "max_new_tokens": args.max_new_tokens,
         "batch_sizes": args.batch_sizes,
+        "repeats": args.repeats,
         "prefill_tokens": args.prefill_tokens,
         "equal_work": "free length (EOS may stop early)"
         if args.free_length
@@ -298,6 +340,9 @@ def main() -> None:
         part = f"{dtype}: serial {st['serial']['tokens_per_s']} tok/s, " + ", ".join(
             f"batch {size} {b['tokens_per_s']} (x{b['speedup']})" for size, b in st["batched"].items()
         )
+        if "serial_our_attention" in st:
+            best = max(st["batched"].values(), key=lambda b: b["tokens_per_s"])
+            part += f" [x{best['speedup_vs_serial_our_attention']} vs serial with our attention]"
         if "prefill" in st:
             pre = st["prefill"]
             part += f" [prefill {pre['serial_prefill_share']:.0%} of serial time, decode x{pre['decode_speedup']}]"
