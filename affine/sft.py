@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from affine.checkpoints import claim, content_hash
+from affine.checkpoints import claim, content_hash, source_hash
 from affine.config import Params, SFTParams
 from affine.model import ModelError, load_model
 
@@ -139,9 +139,14 @@ class StepTimer(TrainerCallback):
 
 
 def fingerprint(params: Params, data_path: Path) -> dict:
-    """What a checkpoint must match to be resumed: the params the stage reads and the training data's content."""
+    """What a checkpoint must match to be resumed: the params the stage reads, the training data, and the code."""
     base = params.base.model_dump(include={"seed", "dtype", "load_in_8bit", "load_in_4bit"})
-    return {"base": base, "sft": params.sft.model_dump(), "data_sha256": content_hash(data_path)}
+    return {
+        "base": base,
+        "sft": params.sft.model_dump(),
+        "data_sha256": content_hash(data_path),
+        "code_sha256": source_hash(),
+    }
 
 
 def latest_checkpoint(checkpoint_dir: Path, expected: dict) -> str | None:

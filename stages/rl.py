@@ -1,6 +1,6 @@
 """Stage `rl`: PPO (or GRPO) on the SFT policy over the environments in `rl.environments` → models/rl, metrics/rl/."""
 
-from affine.checkpoints import content_hash
+from affine.checkpoints import content_hash, source_hash
 from affine.config import load_params
 from affine.rl.ppo import train_rl
 from affine.stage import run
@@ -11,6 +11,7 @@ def main() -> None:
     fingerprint = {
         "params": params.model_dump(include={"base", "envs", "rl", "sft"}),
         "policy_sha256": content_hash("models/sft"),
+        "code_sha256": source_hash(),
     }
     train_rl(params, "models/sft", "models/rl", "metrics/rl", checkpoint_dir="checkpoints/rl", fingerprint=fingerprint)
 

@@ -122,6 +122,30 @@ def test_stale_checkpoints_are_discarded(tmp_path):
     assert json.loads((ckpt / "fingerprint.json").read_text()) == {"sft": {"learning_rate": 2}}
 
 
+def test_code_is_part_of_the_fingerprint(tmp_path, monkeypatch):
+    """A rerun after a code change (what DVC does) must train afresh, not resume the old code's checkpoints."""
+    import affine.sft
+    from affine.checkpoints import content_hash, source_hash
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("{}\n")
+    params = parse_params({})
+    before = affine.sft.fingerprint(params, data)
+    assert before["code_sha256"] == source_hash()
+    monkeypatch.setattr(affine.sft, "source_hash", lambda: "other code")
+    assert affine.sft.fingerprint(params, data) != before
+
+    package = tmp_path / "pkg"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"one")
+    sources = content_hash(package, "*.py")
+    (package / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"two")  # bytecode appears and changes mid-run
+    assert content_hash(package, "*.py") == sources
+    (package / "a.py").write_text("x = 2\n")
+    assert content_hash(package, "*.py") != sources
+
+
 RUNNER = """
 import json, sys
 from affine.config import parse_params
