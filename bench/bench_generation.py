@@ -1,8 +1,8 @@
 """Generation throughput: one prompt at a time vs our batched engine, single-turn and multi-turn, in tokens/s.
 
 (a) serial: plain ``model.generate`` on one prompt at a time (no padding, KV cache on, transformers' ``sdpa``
-    attention -- the usual naive loop); ``serial_our_attention`` is the same loop with :mod:`affine.attention`'s
-    decode kernel, so the JSON separates the kernel's gain from batching's;
+    attention -- the usual naive loop); with ``--serial-our-attention`` the same loop also runs with
+    :mod:`affine.attention`'s decode kernel, so the JSON separates the kernel's gain from batching's;
 (b) batched: :func:`affine.generation.generate_texts` at each ``--batch-sizes`` (16 and 32 by default): sorted by
     length, prefilled in groups of ``base.prefill_tokens`` tokens (``--prefill-tokens``) into a ``StaticCache``, one
     KV-cached ``generate`` per chunk with :mod:`affine.attention`'s decode kernel -- what the evaluate stage runs;
@@ -280,7 +280,7 @@ def main() -> None:
     parser.add_argument(
         "--serial-our-attention",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="also time the serial loop with affine.attention's decode kernel (splits kernel gain from batching gain)",
     )
     parser.add_argument("--free-length", action="store_true", help="let EOS end replies (no forced equal length)")
