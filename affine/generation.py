@@ -9,6 +9,9 @@ tokens, with prefixes shared by several prompts (``min_shared_prefix`` tokens or
 batched decode over the whole chunk.  Why: on a CPU, one forward over a whole left-padded batch (32 x 257 tokens)
 ran *slower per token* than one prompt at a time: 5.5 s vs 3.2 s for the same 32 prompts on 2 cores, while groups
 of ~1,000 tokens took 2.7 s.  On a GPU one forward over the whole batch is fast: leave it unset there.
+
+Decode steps on a CPU run :mod:`affine.attention`'s kernel (``fast_decode``); the prefilled cache is a
+``StaticCache`` with room for the new tokens, so no step copies the cache (:func:`affine.prefill.prefill`).
 """
 
 from __future__ import annotations

@@ -4,22 +4,11 @@ import pytest
 import torch
 
 from affine.attention import NAME, cpu_decode_attention, fast_decode
-from affine.generation import generate_ids
-
-
-def _padded_batch(tokenizer):
-    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
-    width = max(map(len, prompts))
-    ids = torch.full((len(prompts), width), tokenizer.pad_token_id)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, tokens in enumerate(prompts):
-        ids[row, width - len(tokens) :] = torch.tensor(tokens)
-        mask[row, width - len(tokens) :] = 1
-    return ids, mask
+from affine.generation import _left_padded, generate_ids
 
 
 def _step_logits(model, tokenizer, steps=3):
-    ids, mask = _padded_batch(tokenizer)
+    ids, mask = _left_padded([[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]], tokenizer.pad_token_id)
     out = model.generate(
         input_ids=ids,
         attention_mask=mask,
