@@ -161,7 +161,7 @@ def single_turn(model: Any, tokenizer: Any, prompts: list[str], args: argparse.N
             times[str(size)].append(seconds)
     serial_texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in serial]
     serial_tokens = sum(len(ids) for ids in serial)
-    result: dict[str, Any] = {"repeats": args.repeats, "serial": rate(serial_tokens, times["serial"]), "batched": {}}
+    result: dict[str, Any] = {"serial": rate(serial_tokens, times["serial"]), "batched": {}}
     if args.serial_our_attention:
         result["serial_our_attention"] = rate(serial_tokens, times["serial_our_attention"])
     for size, outputs in completions.items():
@@ -288,6 +288,8 @@ def main() -> None:
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generation.json"))
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
