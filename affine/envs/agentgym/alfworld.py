@@ -24,89 +24,23 @@ from __future__ import annotations
 
 import random
 import re
-import zlib
-from dataclasses import dataclass
-from functools import lru_cache
 
+from affine.envs.agentgym.alfworld_tasks import (
+    BY_VERB,
+    CHANGE,
+    LAMP,
+    LAMP_PLACES,
+    LAMP_ROOMS,
+    ROOMS,
+    TASK_TYPES,
+    TEXTS,
+    Task,
+    combos,
+)
 from affine.envs.agentgym.react import parse_last, react
 from affine.envs.base import Shaping, Step, check_split
 
 NOTHING = "Nothing happened."
-TASK_TYPES = (
-    "pick_and_place",
-    "pick_two_obj_and_place",
-    "pick_clean_then_place",
-    "pick_heat_then_place",
-    "pick_cool_then_place",
-    "look_at_obj_in_light",
-)
-# room -> (receptacles "type[*]:lo-hi", * = openable; objects "type=likely,receptacle,types", best first)
-_ROOM_SPECS = {
-    "kitchen": (
-        "cabinet*:2-6 drawer*:1-3 countertop:1-3 fridge*:1 microwave*:1 sinkbasin:1 stoveburner:2-4 coffeemachine:1 "
-        "toaster:1 diningtable:1 garbagecan:1 shelf:0-2",
-        "apple=countertop,diningtable,fridge bread=countertop,diningtable egg=fridge,countertop "
-        "potato=fridge,countertop,diningtable tomato=countertop,diningtable,fridge "
-        "lettuce=fridge,countertop,diningtable mug=countertop,coffeemachine,shelf,cabinet "
-        "cup=countertop,diningtable,cabinet plate=countertop,diningtable,cabinet bowl=countertop,shelf,cabinet "
-        "pan=stoveburner,countertop,cabinet pot=stoveburner,countertop,cabinet "
-        "knife=countertop,diningtable,drawer fork=countertop,drawer spoon=countertop,diningtable,drawer "
-        "spatula=countertop,drawer saltshaker=countertop,shelf,cabinet winebottle=countertop,diningtable,fridge",
-    ),
-    "livingroom": (
-        "sofa:1 armchair:1 coffeetable:1 sidetable:1-2 tvstand:1 shelf:1-4 drawer*:1-3 cabinet*:1-3 dresser:1 "
-        "garbagecan:1",
-        "remotecontrol=sofa,coffeetable,tvstand,armchair keychain=coffeetable,sidetable,dresser,drawer "
-        "creditcard=coffeetable,sidetable,drawer newspaper=sofa,coffeetable,armchair pillow=sofa,armchair "
-        "statue=shelf,coffeetable,sidetable vase=shelf,sidetable box=coffeetable,shelf,dresser laptop=sofa,coffeetable "
-        "watch=sidetable,dresser,drawer",
-    ),
-    "bedroom": (
-        "bed:1 desk:1-2 sidetable:1-2 dresser:1 drawer*:2-6 shelf:1-4 garbagecan:1 laundryhamper:1 safe*:1",
-        "book=bed,desk,shelf,sidetable cellphone=bed,desk,sidetable,drawer alarmclock=desk,sidetable,dresser "
-        "cd=desk,shelf,drawer pen=desk,sidetable,drawer pencil=desk,sidetable,drawer keychain=dresser,sidetable,drawer "
-        "creditcard=desk,dresser,drawer pillow=bed laptop=bed,desk mug=desk,shelf,sidetable "
-        "cloth=dresser,laundryhamper,drawer",
-    ),
-    "bathroom": (
-        "toilet:1 sinkbasin:1-2 bathtubbasin:1 countertop:1 cabinet*:1-4 drawer*:1-3 towelholder:1 handtowelholder:1 "
-        "toiletpaperhanger:1 garbagecan:1 shelf:0-2",
-        "soapbar=sinkbasin,countertop,bathtubbasin,toilet soapbottle=countertop,toilet,shelf,cabinet "
-        "toiletpaper=toiletpaperhanger,toilet,countertop,cabinet spraybottle=toilet,countertop,cabinet "
-        "candle=countertop,toilet,shelf cloth=countertop,bathtubbasin,cabinet towel=towelholder "
-        "handtowel=handtowelholder dishsponge=countertop,sinkbasin,cabinet tissuebox=toilet,countertop,shelf",
-    ),
-}
-ROOMS: dict[str, tuple[str, dict[str, list[str]]]] = {
-    room: (recs, {o: likely.split(",") for o, likely in (pair.split("=") for pair in objs.split())})
-    for room, (recs, objs) in _ROOM_SPECS.items()
-}
-_GOAL_TYPES = set(
-    "countertop diningtable cabinet drawer fridge microwave shelf garbagecan sinkbasin sofa armchair coffeetable "
-    "sidetable tvstand dresser bed desk safe toilet bathtubbasin".split()
-)
-# task type -> (verb, appliance, state flag); then the object types each such task can ask for
-_CHANGE = {
-    "pick_clean_then_place": ("clean", "sinkbasin", "clean"),
-    "pick_heat_then_place": ("heat", "microwave", "hot"),
-    "pick_cool_then_place": ("cool", "fridge", "cool"),
-}
-_BY_VERB = {verb: (appliance, flag) for verb, appliance, flag in _CHANGE.values()}
-_CHANGEABLE = {
-    "pick_clean_then_place": "apple potato tomato lettuce mug cup plate bowl pan pot knife fork spoon spatula soapbar "
-    "cloth dishsponge".split(),
-    "pick_heat_then_place": "apple bread egg potato tomato mug cup plate".split(),
-    "pick_cool_then_place": "apple bread egg potato tomato lettuce mug cup plate pan pot winebottle".split(),
-}
-_LAMP, _LAMP_PLACES, _LAMP_ROOMS = "desklamp", ("desk", "sidetable", "dresser"), {"livingroom", "bedroom"}
-_TEXTS = {
-    "pick_and_place": ("put a {o} in {r}.", "put some {o} on {r}."),
-    "pick_two_obj_and_place": ("put two {o} in {r}.", "find two {o} and put them in {r}."),
-    "pick_clean_then_place": ("put a clean {o} in {r}.", "clean some {o} and put it in {r}."),
-    "pick_heat_then_place": ("put a hot {o} in {r}.", "heat some {o} and put it in {r}."),
-    "pick_cool_then_place": ("put a cool {o} in {r}.", "cool some {o} and put it in {r}."),
-    "look_at_obj_in_light": ("look at {o} under the desklamp.", "examine the {o} with the desklamp."),
-}
 _COMMANDS = [
     (re.compile(r"^go to (.+)$"), "go"),
     (re.compile(r"^take (.+?) from (.+)$"), "take"),
@@ -128,43 +62,6 @@ INSTRUCTIONS = (
     "happened.'\n"
     "Reply in exactly this format:\nThought:\n<your reasoning>\n\nAction:\n<one action>"
 )
-
-
-def _split_of(combo: tuple[str, str, str, str]) -> str:
-    return "eval" if zlib.crc32("|".join(combo).encode()) % 5 == 0 else "train"
-
-
-@lru_cache(maxsize=1)
-def combos() -> dict[str, dict[str, list[tuple[str, str, str, str]]]]:
-    """split -> task type -> valid (task type, room, object type, goal receptacle type) combinations."""
-    out: dict[str, dict[str, list]] = {s: {t: [] for t in TASK_TYPES} for s in ("train", "eval")}
-    for room, (spec, objects) in ROOMS.items():
-        rtypes = {part.split(":")[0].rstrip("*") for part in spec.split()}
-        for kind in TASK_TYPES:
-            appliance = _CHANGE[kind][1] if kind in _CHANGE else None
-            if (appliance and appliance not in rtypes) or (kind.startswith("look") and room not in _LAMP_ROOMS):
-                continue
-            for obj in objects:
-                if kind in _CHANGEABLE and obj not in _CHANGEABLE[kind]:
-                    continue
-                goals = [None] if kind.startswith("look") else sorted((_GOAL_TYPES & rtypes) - {appliance})
-                for goal in goals:
-                    combo = (kind, room, obj, goal or _LAMP)
-                    out[_split_of(combo)][kind].append(combo)
-    return out
-
-
-@dataclass(frozen=True)
-class Task:
-    kind: str
-    room: str
-    obj: str  # target object type
-    goal: str  # goal receptacle type ("desklamp" for look_at_obj_in_light)
-    text: str
-
-    @property
-    def combo(self) -> tuple[str, str, str, str]:
-        return (self.kind, self.room, self.obj, self.goal)
 
 
 class ALFWorld:
@@ -190,9 +87,9 @@ class ALFWorld:
     def reset(self, task_id: int) -> str:
         rng = random.Random(f"alfworld|{self.split}|{self.seed}|{self.difficulty}|{task_id}")
         kind, room, obj, goal = rng.choice(combos()[self.split][rng.choice(TASK_TYPES)])
-        self.task = Task(kind, room, obj, goal, rng.choice(_TEXTS[kind]).format(o=obj, r=goal))
+        self.task = Task(kind, room, obj, goal, rng.choice(TEXTS[kind]).format(o=obj, r=goal))
         spec, objects = ROOMS[room]
-        self._flag = _CHANGE[kind][2] if kind in _CHANGE else None
+        self._flag = CHANGE[kind][2] if kind in CHANGE else None
         self.rtype: dict[str, str] = {}
         self.closed: dict[str, bool] = {}  # openable receptacles only
         scale = min(self.difficulty, 3) / 3
@@ -224,10 +121,10 @@ class ALFWorld:
         n_targets = (2 if kind.startswith("pick_two") else 1) + (rng.random() < 0.3)
         for _ in range(n_targets):
             place(obj, goal, 0.2)
-        if room in _LAMP_ROOMS:
-            lamp_place = rng.choice([r for r in self.recs if self.rtype[r] in _LAMP_PLACES])
-            self.contents[lamp_place].append(f"{_LAMP} 1")
-            self.where[f"{_LAMP} 1"], self.flags[f"{_LAMP} 1"] = lamp_place, set()
+        if room in LAMP_ROOMS:
+            lamp_place = rng.choice([r for r in self.recs if self.rtype[r] in LAMP_PLACES])
+            self.contents[lamp_place].append(f"{LAMP} 1")
+            self.where[f"{LAMP} 1"], self.flags[f"{LAMP} 1"] = lamp_place, set()
         others = [o for o in objects if o != obj]
         for _ in range(2 + 2 * self.difficulty):
             place(rng.choice(others), None, 0.1)
@@ -270,7 +167,7 @@ class ALFWorld:
         return [o for o, r in self.where.items() if r and self.rtype[r] == self.task.goal and self._qualifies(o)]
 
     def _lamp_here(self) -> bool:
-        return any(o.startswith(_LAMP) and "on" in self.flags[o] for o in self.contents.get(self.loc, []))
+        return any(o.startswith(LAMP) and "on" in self.flags[o] for o in self.contents.get(self.loc, []))
 
     def _goal_met(self) -> bool:
         if self.task.kind.startswith("look"):
@@ -284,7 +181,7 @@ class ALFWorld:
             if flag and flag not in self.flags[self.held]:
                 return 5 * placed + 2
             at_goal = self.loc is not None and (
-                any(o.startswith(_LAMP) for o in self.contents[self.loc])
+                any(o.startswith(LAMP) for o in self.contents[self.loc])
                 if self.task.kind.startswith("look")
                 else self.rtype[self.loc] == self.task.goal
             )
@@ -314,7 +211,7 @@ class ALFWorld:
         return None
 
     def _do_take(self, action: str, o: str, rec: str) -> str | None:
-        if self.held is None and rec == self.loc and self._visible(rec) and o in self.contents[rec] and _LAMP not in o:
+        if self.held is None and rec == self.loc and self._visible(rec) and o in self.contents[rec] and LAMP not in o:
             self.contents[rec].remove(o)
             self.held, self.where[o] = o, None
             return f"You pick up the {o} from the {rec}."
@@ -336,14 +233,14 @@ class ALFWorld:
 
     def _do_change(self, action: str, o: str, rec: str) -> str | None:
         verb = action.split(" ", 1)[0]
-        appliance, flag = _BY_VERB[verb]
+        appliance, flag = BY_VERB[verb]
         if self.held == o and rec == self.loc and self.rtype[rec] == appliance:
             self.flags[o] = (self.flags[o] - {"hot", "cool"}) | {flag}
             return f"You {verb} the {o} using the {rec}."
         return None
 
     def _do_use(self, action: str, o: str) -> str | None:
-        if o.startswith(_LAMP) and self._visible(self.loc) and o in self.contents[self.loc]:
+        if o.startswith(LAMP) and self._visible(self.loc) and o in self.contents[self.loc]:
             on = "on" not in self.flags[o] or action.startswith("use")
             self.flags[o] = {"on"} if on else set()
             return f"You turn {'on' if on else 'off'} the {o}."
@@ -354,7 +251,7 @@ class ALFWorld:
             return self._describe(thing)
         if thing == self.held or (self._visible(self.loc) and thing in self.contents[self.loc]):
             states = sorted(self.flags[thing] - {"on"})
-            if thing.startswith(_LAMP):
+            if thing.startswith(LAMP):
                 return f"The {thing} is {'on' if 'on' in self.flags[thing] else 'off'}."
             return f"The {thing} is {' and '.join(states)}." if states else f"There's nothing special about {thing}."
         return None
@@ -423,15 +320,15 @@ class ALFWorld:
             spot = next(r for r in self.recs if r not in self.closed)
             return f"The {held} is not what I need; I will put it down on {spot}.", f"go to {spot}"
         if held:
-            verb, appliance, flag = _CHANGE.get(t.kind, (None, None, None))
+            verb, appliance, flag = CHANGE.get(t.kind, (None, None, None))
             if flag and flag not in self.flags[held]:
                 app = self._nearest(appliance)
                 step = self._go_then(app, f"I have the {held}; now I need to {verb} it with a {appliance}.")
                 return step or (f"I am at the {app}, so I {verb} the {held}.", f"{verb} {held} with {app}")
             if t.kind.startswith("look"):
-                lamp = f"{_LAMP} 1"
+                lamp = f"{LAMP} 1"
                 if self.where[lamp] not in self.explored:
-                    return self._search(f"the {_LAMP}", list(_LAMP_PLACES))
+                    return self._search(f"the {LAMP}", list(LAMP_PLACES))
                 step = self._go_then(self.where[lamp], f"I have the {held}; the {lamp} is on {self.where[lamp]}.")
                 return step or (f"I turn on the {lamp} to look at the {held} under it.", f"use {lamp}")
             dest = self._nearest(t.goal)
