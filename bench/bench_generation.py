@@ -3,7 +3,7 @@
 (a) serial: plain ``model.generate`` on one prompt at a time (no padding, KV cache on, transformers' ``sdpa``
     attention -- the usual naive loop); with ``--serial-our-attention`` the same loop also runs with
     :mod:`affine.attention`'s decode kernel, so the JSON separates the kernel's gain from batching's;
-(b) batched: :func:`affine.generation.generate_texts` at each ``--batch-sizes`` (16 and 32 by default): sorted by
+(b) batched: :func:`affine.generation.generate_texts` at each ``--batch-sizes`` (16, 32 and 64 by default): sorted by
     length, prefilled in groups of ``base.prefill_tokens`` tokens (``--prefill-tokens``) into a ``StaticCache``, one
     KV-cached ``generate`` per chunk with :mod:`affine.attention`'s decode kernel -- what the evaluate stage runs;
 (c) multi-turn: ``--episodes`` held-out TextCraft episodes played by :func:`affine.rollout.play` with all live
@@ -31,7 +31,7 @@ prompts in bf16), which is why the batched side prefills in cache-sized groups; 
 tokens prefill still caps the end-to-end ratio below the decode ratio (Amdahl).
 
     python bench/bench_generation.py                                  # models/base, float32 and bfloat16
-    python bench/bench_generation.py --n 64 --max-new-tokens 64 --batch-sizes 16 32 --episodes 16 --turns 3
+    python bench/bench_generation.py --n 32 --batch-sizes 16 32 --repeats 5 --episodes 8   # the smaller set
     python bench/bench_generation.py --n 2 --max-new-tokens 4 --episodes 2 --turns 2 --dtype float32  # smoke test
 
 Run it on an otherwise idle machine: with another process busy on one of 2 cores, torch's default 2 threads spin at
@@ -258,9 +258,9 @@ def warm_up(model: Any, tokenizer: Any, prompt: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/base", help="model dir or spec for affine.model.load_model")
-    parser.add_argument("--n", type=int, default=32, help="single-turn prompts (round-robin SAT/ABD/DED)")
+    parser.add_argument("--n", type=int, default=64, help="single-turn prompts (round-robin SAT/ABD/DED)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--episodes", type=int, default=16, help="TextCraft episodes for (c); 0 skips it")
     parser.add_argument("--turns", type=int, default=3, help="max turns per TextCraft episode")
