@@ -134,8 +134,8 @@ def prefill(model: Any, plan: Layout, max_tokens: int, room: int) -> Any:
                 use_cache=True,
                 logits_to_keep=1,
             )
-            prefix = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-            store(out.past_key_values, slice(first, end), prefix_columns, 0)
+            prefix = [(layer.keys, layer.values) for layer in out.cache.layers]
+            store(out.cache, slice(first, end), prefix_columns, 0)
         for start, stop in _row_groups(suffix_lengths, first, end, max_tokens):
             group_width = suffix_lengths[start]
             if group_width == 0:
@@ -153,7 +153,7 @@ def prefill(model: Any, plan: Layout, max_tokens: int, room: int) -> Any:
                 use_cache=True,
                 logits_to_keep=1,
             )
-            store(out.past_key_values, slice(start, stop), window, shared)
+            store(out.cache, slice(start, stop), window, shared)
     cache = StaticCache(config=model.config, max_cache_len=last + room)
     for index in range(len(keys)):
         cache.update(keys[index], values[index], index)

@@ -81,7 +81,7 @@ def test_prefilled_cache_equals_each_prompt_run_alone(tiny_model):
                 tokens = prompts[index]
                 if len(tokens) < 2:
                     continue
-                alone = tiny_model(input_ids=torch.tensor([tokens[:-1]]), use_cache=True).past_key_values
+                alone = tiny_model(input_ids=torch.tensor([tokens[:-1]]), use_cache=True).cache
                 real = plan.mask[row, :-1] == 1
                 last = real.shape[0]
                 for mine, reference in zip(cache.layers, alone.layers, strict=True):
