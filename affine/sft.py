@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 
 from affine.checkpoints import claim, content_hash, source_hash
 from affine.config import Params, SFTParams
-from affine.model import ModelError, load_model
+from affine.model import ModelError, canonical_adapter_config, load_model
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,8 @@ def train_sft(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     trainer.save_model(str(out_dir))
+    if p.use_lora:
+        canonical_adapter_config(out_dir)
     tokenizer.save_pretrained(out_dir)
     if p.merge and p.use_lora:
         merged = trainer.model.merge_and_unload()

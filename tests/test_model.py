@@ -6,7 +6,15 @@ import json
 import pytest
 import torch
 
-from affine.model import ModelError, check_quantization, load_model, pick_dtype, prepare_base, resolve
+from affine.model import (
+    ModelError,
+    canonical_adapter_config,
+    check_quantization,
+    load_model,
+    pick_dtype,
+    prepare_base,
+    resolve,
+)
 
 
 def test_embedded_model_resolves_to_the_packaged_gguf():
@@ -73,6 +81,29 @@ def test_local_checkpoint_and_adapter_folder_load(tiny_model_dir, tmp_path):
     assert config["base_model_name_or_path"] == tiny_model_dir
     loaded, _ = load_model(str(adapter))  # the folder alone is enough: its base is read from adapter_config.json
     assert hasattr(loaded, "peft_config")
+
+
+def test_adapter_config_is_canonical_and_still_loads(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_model(tiny_model_dir)
+    modules = ["v_proj", "q_proj", "o_proj", "k_proj"]
+    get_peft_model(model, LoraConfig(r=2, target_modules=modules, task_type="CAUSAL_LM")).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    canonical_adapter_config(tmp_path)
+    first = (tmp_path / "adapter_config.json").read_bytes()
+    assert json.loads(first)["target_modules"] == sorted(modules)
+    canonical_adapter_config(tmp_path)
+    assert (tmp_path / "adapter_config.json").read_bytes() == first
+    loaded, _ = load_model(tiny_model_dir, adapter=tmp_path)
+    wrapped = {name.rsplit(".", 1)[-1] for name, _ in loaded.named_modules() if name.endswith(tuple(modules))}
+    assert wrapped == set(modules)
+
+
+def test_adapter_config_regex_target_is_left_alone(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"target_modules": ".*(q|v)_proj", "r": 2}))
+    canonical_adapter_config(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text()) == {"target_modules": ".*(q|v)_proj", "r": 2}
 
 
 @pytest.mark.slow

@@ -150,7 +150,8 @@ def test_resume_continues_where_the_kill_left_off(adapter_dir: str, tmp_path: Pa
     a = load_file(str(straight / "adapter_model.safetensors"))
     b = load_file(str(parts / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    assert json.loads((parts / "adapter_config.json").read_text())["base_model_name_or_path"]
+    adapter = json.loads((parts / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] and adapter["target_modules"] == sorted(adapter["target_modules"])
     assert sorted(p.name for p in (parts / "checkpoints").iterdir()) == ["iter-000002", "iter-000003"]
     rows = (parts / "m" / "plots" / "metrics" / "success_rate.tsv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3  # header + one row per iteration across both processes

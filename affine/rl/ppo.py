@@ -49,7 +49,7 @@ from torch import nn
 
 from affine.checkpoints import claim
 from affine.config import Params
-from affine.model import load_model
+from affine.model import canonical_adapter_config, load_model
 from affine.rl.gae import gae
 from affine.rl.loop import Curriculum, EnvPool, latest_checkpoint, load_checkpoint, make_train_env, save_checkpoint
 from affine.rl.losses import (
@@ -403,6 +403,7 @@ def train_rl(
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         inner.policy.save_pretrained(str(out_dir), selected_adapters=[DEFAULT])
+        canonical_adapter_config(out_dir)
         tokenizer.save_pretrained(str(out_dir))
         if inner.value_head is not None:
             inner.value_head.save(out_dir / "value_head.pt")
