@@ -74,8 +74,8 @@ class Walk:
     name = "agentgym:babyai"
     instructions = "Walk forward until you reach the goal. Reply with Thought: and Action: (move forward, turn left)."
 
-    def __init__(self, twist: int | None = None, max_turns: int = 20) -> None:
-        self.twist, self.max_turns = twist, max_turns
+    def __init__(self, twist: int | None = None, max_turns: int = 20, far: int = 0) -> None:
+        self.twist, self.max_turns, self.far = twist, max_turns, far  # far: the goal lies this much further
         self.pos = self.goal = self.turns = 0
         self.done = True
         self.closed = False
@@ -84,7 +84,7 @@ class Walk:
         return text + " (reworded)" if self.turns == self.twist else text
 
     def reset(self, task_id: int) -> str:
-        self.pos, self.goal, self.turns, self.done = 0, 2 + task_id % 3, 0, False
+        self.pos, self.goal, self.turns, self.done = 0, 2 + task_id % 3 + self.far, 0, False
         return self._say(f"Your goal: reach cell {self.goal}\nYou are at cell 0.")
 
     def apply(self, action: str) -> tuple[str, float, bool]:
@@ -117,7 +117,7 @@ class Walk:
         self.closed = True
 
 
-def walk_route(twist: int | None = None) -> Route:
+def walk_route(twist: int | None = None, far: int = 0) -> Route:
     """AgentGym's BabyAI protocol (``id``, ``data_idx``, ``score``; ``/close``) over one ``Walk`` per created id.
 
     ``route.created``/``route.closed`` list the ids made and freed, to check that a client frees what it makes.
@@ -131,7 +131,7 @@ def walk_route(twist: int | None = None) -> Route:
         with lock:
             if call == "POST /create":
                 created.append(len(created))
-                envs[created[-1]] = Walk(twist)
+                envs[created[-1]] = Walk(twist, far=far)
                 return {"id": created[-1]}
             env = envs.get(body.get("id", -1))
             if env is None:

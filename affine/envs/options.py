@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from affine.config import EnvsParams
@@ -28,15 +29,32 @@ def env_options(name: str, envs: EnvsParams, split: str) -> dict[str, Any]:
         options["difficulty"] = p.difficulty
         if p.max_turns is not None:
             options["max_turns"] = p.max_turns
-        if p.backend == "agentgym":
-            return {"env": short, "server_url": p.server_url, "max_turns": p.max_turns or 10}
+        if p.backend == "agentgym":  # max_turns None: the client uses AgentGym's round limit for this env
+            return {"env": short, "server_url": p.server_url, "max_turns": p.max_turns, "split": split}
         if p.backend == "scienceworld":
             options["backend"] = "scienceworld"
     return options
 
 
+def read_instructions(path: str, key: str) -> str:
+    """The text of an instructions file, exactly as written (the first user turn of every episode).
+
+    A missing, unreadable, non-UTF-8 or blank file stops with one line naming ``key``: a silently empty first turn
+    would train and evaluate on a prompt nobody meant.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"{key}: cannot read {path!r} ({reason})") from None
+    if not text.strip():
+        raise ValueError(f"{key}: {path!r} is empty")
+    return text
+
+
 def build_env(name: str, envs: EnvsParams, split: str) -> Any:
-    """The env ``name`` configured from params; AgentGym envs with ``backend: agentgym`` become HTTP clients."""
+    """The env ``name`` configured from params; AgentGym envs with ``backend: agentgym`` become HTTP clients, and an
+    ``instructions_file`` replaces the env's instructions (collect, rl and evaluate all build their envs here)."""
     short = name.split(":", 1)[1]
     p = envs.agentgym.get(short)
     options = env_options(name, envs, split)
@@ -46,6 +64,8 @@ def build_env(name: str, envs: EnvsParams, split: str) -> Any:
         env = HTTPEnv(**options)
     else:
         env = make(name, **options)
+    if p is not None and p.instructions_file is not None:
+        env.instructions = read_instructions(p.instructions_file, f"envs.agentgym.{short}.instructions_file")
     if isinstance(getattr(env, "shaping", None), Shaping):
         # Keep each env's own progress/completion bonuses; the failure penalties are global params.
         env.shaping = replace(env.shaping, invalid_penalty=envs.invalid_penalty, timeout_penalty=envs.timeout_penalty)
