@@ -8,8 +8,10 @@ identical, whether every step's feedback (observation text and done flag) is ide
 succeeds on each side.  No library compares two text environments like this, hence this module.
 
 Task ``k`` of our *train* split is the real server's task ``k`` (the env modules keep that mapping), so parity always
-builds the train split.  "Same lines in any order" is also counted for first observations, because some real servers
-(TextCraft) shuffle recipe lines under Python's per-process hash seed and so do not reproduce their own line order.
+builds the train split; an env whose ids map otherwise says so by setting ``data_idx`` (the real id) on reset, and
+that id is played on the server.  "Same lines in any order" is also counted for first observations, because some
+real servers (TextCraft) shuffle recipe lines under Python's per-process hash seed and so do not reproduce their own
+line order.
 """
 
 from __future__ import annotations
@@ -52,12 +54,13 @@ def env_short_name(name: str) -> str:
 
 
 def local_envs_params(envs: EnvsParams, short: str) -> EnvsParams:
-    """``envs`` with ``short`` on a local backend: parity needs our env even where params point it at a server."""
+    """``envs`` with ``short`` on its default local backend: parity needs our env even where params point it at a
+    server.  The entry is re-validated without ``backend``/``server_url``, so the env's own default applies."""
     p = envs.agentgym.get(short)
     if p is None or p.backend != "agentgym":
         return envs
-    local = p.model_copy(update={"backend": AgentGymEnvParams.model_fields["backend"].default})
-    return envs.model_copy(update={"agentgym": {**envs.agentgym, short: local}})
+    kept = {k: v for k, v in p.model_dump(exclude_unset=True).items() if k not in ("backend", "server_url")}
+    return envs.model_copy(update={"agentgym": {**envs.agentgym, short: AgentGymEnvParams.model_validate(kept)}})
 
 
 @dataclass
@@ -66,6 +69,7 @@ class TaskParity:
     differing step's feedback differ (None where identical)."""
 
     task_id: int
+    server_id: int = -1  # the real server's task id played (our task id unless our env maps it)
     first_identical: bool = False
     first_same_lines: bool = False
     steps: int = 0  # steps both sides answered
@@ -91,7 +95,8 @@ class TaskParity:
             steps += f" (first difference at turn {self.step_diff['turn']}, action {self.step_diff['action']!r})"
         yes = {True: "yes", False: "no"}
         success = f"success ours {yes[self.ours_success]}, real {yes[self.real_success]}"
-        return f"task {self.task_id}: first observation {first} | {steps} | {success}"
+        task = f"task {self.task_id}" + (f" (server {self.server_id})" if self.server_id != self.task_id else "")
+        return f"{task}: first observation {first} | {steps} | {success}"
 
 
 def _same_lines(a: str, b: str) -> bool:
@@ -104,8 +109,10 @@ def compare_task(local: Any, remote: Any, task_id: int) -> TaskParity:
     A step is identical when the observation text and the done flag are; the replay goes on after a difference
     (later steps may agree again) and stops when either side ends its episode or our env's turn limit is reached.
     """
-    record = TaskParity(task_id)
-    ours_first, real_first = local.reset(task_id), remote.reset(task_id)
+    ours_first = local.reset(task_id)
+    server_id = getattr(local, "data_idx", None)  # an env that knows the real id it just played says so
+    record = TaskParity(task_id, server_id=server_id if isinstance(server_id, int) else task_id)
+    real_first = remote.reset(record.server_id)
     record.first_identical = ours_first == real_first
     record.first_same_lines = _same_lines(ours_first, real_first)
     if not record.first_identical:
@@ -208,7 +215,7 @@ def run_parity(
                 try:
                     record = compare_task(local, remote, task_id)
                 except AgentGymResponseError as exc:  # this task only (bad index, server-side failure)
-                    record = TaskParity(task_id, error=str(exc))
+                    record = TaskParity(task_id, task_id, error=str(exc))
                 report.tasks.append(record)
                 if on_task is not None:
                     on_task(record)

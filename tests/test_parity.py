@@ -73,6 +73,21 @@ def test_identical_envs_agree_everywhere(plain: tuple[str, Any]) -> None:
     assert record.ours_success and record.real_success and record.ours_score == record.real_score == pytest.approx(0.7)
 
 
+def test_an_env_that_maps_ids_plays_the_mapped_id(plain: tuple[str, Any]) -> None:
+    class Shifted(Walk):
+        def reset(self, task_id: int) -> str:
+            self.data_idx = task_id + 1  # our task k is the server's k + 1
+            return super().reset(self.data_idx)
+
+    url, _ = plain
+    with HTTPEnv(env="babyai", server_url=url, backoff_s=0.01) as remote:
+        record = parity.compare_task(Shifted(), remote, 4)
+    assert record.server_id == 5 and record.first_identical and record.feedback_identical
+    assert record.line().startswith("task 4 (server 5): first observation identical")
+    with HTTPEnv(env="babyai", server_url=url, backoff_s=0.01) as remote:
+        assert parity.compare_task(Walk(), remote, 4).line().startswith("task 4: first")
+
+
 @pytest.mark.parametrize("twist", [0, 2])
 def test_a_difference_is_found_where_it_is(twist: int) -> None:
     for url, _ in _server(twist):
