@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import types
 from pathlib import Path
 
 import pytest
+from agentgym_fake import serve, walk_route
 
 from affine.collect import agentgym_examples
 from affine.config import ParamsError, parse_params
+from affine.envs import options
 from affine.envs.agentgym.http import HTTPEnv
 from affine.envs.options import build_env
 from affine.rl.loop import make_train_env
@@ -78,3 +83,30 @@ def test_a_bad_instructions_file_is_one_clear_error(tmp_path: Path, content: str
     with pytest.raises(ValueError, match=message) as info:
         build_env("agentgym:webshop", envs, split="train")
     assert str(info.value).startswith("envs.agentgym.webshop.instructions_file: ") and "\n" not in str(info.value)
+
+
+def test_real_server_ids_follow_the_env_modules_split_map(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eval ids must reach the server as the held-out real ids the local env uses, never as training ids."""
+    held_out = types.SimpleNamespace(server_task_id=lambda split, k: k + 100 if split == "eval" else k)
+    route = walk_route()
+    for url, server in serve(route):
+        envs = _envs({"babyai": {"backend": "agentgym", "server_url": url}})
+        monkeypatch.setitem(sys.modules, "affine.envs.agentgym.babyai", held_out)
+        with build_env("agentgym:babyai", envs, split="eval") as env:
+            env.reset(3)
+            assert server.bodies[-1] == {"id": 0, "data_idx": 103} and env.server_task_id == 103
+        with build_env("agentgym:babyai", envs, split="train") as env:
+            env.reset(3)
+            assert server.bodies[-1]["data_idx"] == 3
+        monkeypatch.setitem(sys.modules, "affine.envs.agentgym.babyai", types.SimpleNamespace())
+        monkeypatch.setattr(options, "_WARNED", set())
+        with caplog.at_level(logging.WARNING, logger="affine.envs.options"):
+            with build_env("agentgym:babyai", envs, split="eval") as env:
+                env.reset(3)
+                build_env("agentgym:babyai", envs, split="eval")
+        assert [b for b in server.bodies if "data_idx" in b][-1]["data_idx"] == 3
+        assert [r.message for r in caplog.records].count(
+            "agentgym:babyai: no server_task_id map, eval task ids go to the server as given"
+        ) == 1

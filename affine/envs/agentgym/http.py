@@ -34,6 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,6 +217,8 @@ class HTTPEnv:
         self.split, self.difficulty, self.seed = split, difficulty, seed  # uniform interface; task ids go as given
         self.instructions = instructions if instructions is not None else self._instructions(env)
         self.done, self.turns, self.score = True, 0, 0.0
+        self.task_map: Callable[[int], int] | None = None  # our task id -> the server's (None: the same id)
+        self.server_task_id = -1
         self._finalizer = weakref.finalize(self, _close_quietly, self.client)
 
     @staticmethod
@@ -240,7 +243,10 @@ class HTTPEnv:
         self.client.close(quiet=exc[0] is not None)  # do not hide the original error behind a failed close
 
     def reset(self, task_id: int) -> str:
-        body = self.client.reset(task_id)
+        """Start our task ``task_id`` on the server: its own id there is ``task_map(task_id)`` when a map is set
+        (``build_env`` sets the local env module's ``server_task_id`` for the split, so eval ids stay held out)."""
+        self.server_task_id = self.task_map(task_id) if self.task_map is not None else task_id
+        body = self.client.reset(self.server_task_id)
         if self.env_name == "webshop":
             page = self.client.observation()
             obs = page if isinstance(page, str) else json.dumps(page)
