@@ -8,21 +8,23 @@ identical, whether every step's feedback (observation text and done flag) is ide
 succeeds on each side.  No library compares two text environments like this, hence this module.
 
 Task ``k`` of our *train* split is the real server's task ``k`` (the env modules keep that mapping), so parity always
-builds the train split; an env whose ids map otherwise says so by setting ``data_idx`` (the real id) on reset, and
-that id is played on the server.  "Same lines in any order" is also counted for first observations, because some
-real servers (TextCraft) shuffle recipe lines under Python's per-process hash seed and so do not reproduce their own
-line order.
+builds the train split; where ids map otherwise (the env module's ``server_task_id``, or the ``data_idx`` the env sets
+on reset) the mapped id is played on the server.
+
+"Same lines in any order" is also counted for first observations, because some real servers (TextCraft) shuffle
+recipe lines under Python's per-process hash seed and so do not reproduce their own line order.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from affine.config import AGENTGYM_ENVS, AgentGymEnvParams, EnvsParams
 from affine.envs.agentgym.http import AgentGymResponseError, HTTPEnv
-from affine.envs.options import build_env
+from affine.envs.options import build_env, server_task_map
 
 SHORT_NAMES = tuple(name.split(":", 1)[1] for name in AGENTGYM_ENVS)
 
@@ -103,14 +105,17 @@ def _same_lines(a: str, b: str) -> bool:
     return sorted(line.strip() for line in a.splitlines()) == sorted(line.strip() for line in b.splitlines())
 
 
-def compare_task(local: Any, remote: Any, task_id: int) -> TaskParity:
+def compare_task(local: Any, remote: Any, task_id: int, task_map: Callable[[int], int] | None = None) -> TaskParity:
     """Reset both envs to ``task_id`` and replay our expert's replies on both until either episode ends.
+
+    The server plays ``task_map(task_id)`` (the env module's ``server_task_id``) when given, else the ``data_idx``
+    our env sets on reset, else ``task_id`` itself.
 
     A step is identical when the observation text and the done flag are; the replay goes on after a difference
     (later steps may agree again) and stops when either side ends its episode or our env's turn limit is reached.
     """
     ours_first = local.reset(task_id)
-    server_id = getattr(local, "data_idx", None)  # an env that knows the real id it just played says so
+    server_id = task_map(task_id) if task_map is not None else getattr(local, "data_idx", None)
     record = TaskParity(task_id, server_id=server_id if isinstance(server_id, int) else task_id)
     real_first = remote.reset(record.server_id)
     record.first_identical = ours_first == real_first
@@ -207,13 +212,14 @@ def run_parity(
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         local.max_turns = max_turns
+    task_map = server_task_map(short, "train")
     report = ParityReport(short, server_url)
     start = time.perf_counter()
     try:
         with HTTPEnv(env=short, server_url=server_url, max_turns=local.max_turns, timeout_s=timeout_s) as remote:
             for task_id in task_ids:
                 try:
-                    record = compare_task(local, remote, task_id)
+                    record = compare_task(local, remote, task_id, task_map)
                 except AgentGymResponseError as exc:  # this task only (bad index, server-side failure)
                     record = TaskParity(task_id, task_id, error=str(exc))
                 report.tasks.append(record)

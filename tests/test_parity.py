@@ -86,6 +86,8 @@ def test_an_env_that_maps_ids_plays_the_mapped_id(plain: tuple[str, Any]) -> Non
     assert record.line().startswith("task 4 (server 5): first observation identical")
     with HTTPEnv(env="babyai", server_url=url, backoff_s=0.01) as remote:
         assert parity.compare_task(Walk(), remote, 4).line().startswith("task 4: first")
+        record = parity.compare_task(Walk(), remote, 4, task_map=lambda k: k + 4)  # the module's map wins
+    assert record.server_id == 8 and not record.first_identical  # server task 8 has another goal
 
 
 @pytest.mark.parametrize("twist", [0, 2])
