@@ -214,7 +214,7 @@ class HTTPEnv:
         self.name = f"agentgym:{env}"
         self.max_turns = max_turns or self.protocol.max_turns
         self.shaping = shaping or Shaping()
-        self.split, self.difficulty, self.seed = split, difficulty, seed  # uniform interface; task ids go as given
+        self.split, self.difficulty, self.seed = split, difficulty, seed  # uniform interface (ids: task_map)
         self.instructions = instructions if instructions is not None else self._instructions(env)
         self.done, self.turns, self.score = True, 0, 0.0
         self.task_map: Callable[[int], int] | None = None  # our task id -> the server's (None: the same id)
