@@ -1,7 +1,8 @@
 """The ``affine`` command: inspect and debug environments without running the pipeline.
 
 ``affine envs`` · ``affine sample ENV --seed N --n K`` · ``affine score ENV --challenge F --response F`` ·
-``affine play ENV --seed N`` · ``affine sandbox run PROGRAM.py [--stdin F]`` · ``affine compare RESULTS.json…``
+``affine play ENV --seed N`` · ``affine sandbox run PROGRAM.py [--stdin F]`` · ``affine compare RESULTS.json…`` ·
+``affine parity ENV --server-url URL --tasks 0-99`` (our env vs a running real AgentGym server)
 """
 
 from __future__ import annotations
@@ -125,6 +126,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from affine.parity import parse_tasks, run_parity
+
+    task_ids = parse_tasks(args.tasks)
+
+    def show(record: Any) -> None:
+        print(record.line(), flush=True)
+        if args.diffs:
+            for what, diff in (("first observation", record.first_diff), ("step", record.step_diff)):
+                if diff is not None:
+                    print(
+                        f"  {what} ours: {diff['ours'][: args.diffs]!r}\n  {what} real: {diff['real'][: args.diffs]!r}"
+                    )
+
+    report = run_parity(
+        args.env, args.server_url, task_ids, _envs_params(args.params), args.max_turns, args.timeout, on_task=show
+    )
+    print("\n".join(report.summary()))
+    if args.out:
+        Path(args.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.records()))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="affine", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
@@ -159,6 +183,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rev", help="also read the same files at this git revision (e.g. main)")
     p.add_argument("--rule", choices=["mean", "interval"], default="mean")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("parity", help="replay our expert on a real AgentGym server: observations, feedback, success")
+    p.add_argument("env", help="babyai, textcraft, sciworld, alfworld or webshop (agentgym: prefix optional)")
+    p.add_argument("--server-url", required=True, help="the running real server, e.g. http://127.0.0.1:36001")
+    p.add_argument("--tasks", default="0-99", help="task ids: 0-99, 5, 0-9,20 (our train split = the real ids)")
+    p.add_argument("--params", help="build our env from this params.yaml (default: built-in defaults)")
+    p.add_argument("--max-turns", type=int, help="turn limit (default: our env's, AgentGym's round limit)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    p.add_argument("--diffs", type=int, nargs="?", const=400, default=0, help="print the first differing texts")
+    p.add_argument("--out", help="write one JSON line per task (both texts of each first difference)")
+    p.set_defaults(func=cmd_parity)
     return top
 
 

@@ -88,10 +88,15 @@ class ProgramsParams(Section):
 
 
 class AgentGymEnvParams(Section):
+    """One AgentGym env.  ``backend: agentgym`` plays it on a real server at ``server_url``; ``max_turns`` None is
+    AgentGym's eval round limit (WebShop 10, ALFWorld 30, TextCraft 20, SciWorld 30, BabyAI 20), the validator's is 30;
+    ``instructions_file`` replaces the env's first-turn instructions in collect, rl and evaluate alike."""
+
     backend: Literal["simulator", "agentgym", "scienceworld"] = "simulator"
-    server_url: str = "http://127.0.0.1:36001"
+    server_url: str = Field("http://127.0.0.1:36001", pattern=r"^https?://\S+$")
     difficulty: int = Field(1, ge=1, le=5)
     max_turns: int | None = Field(None, ge=1, description="None: AgentGym's per-env eval round limit")
+    instructions_file: str | None = Field(None, min_length=1, description="a UTF-8 text file; None: the env's own")
 
 
 class EnvsParams(Section):
@@ -100,6 +105,14 @@ class EnvsParams(Section):
     agentgym: dict[str, AgentGymEnvParams] = {}
     invalid_penalty: float = Field(-0.05, le=0)
     timeout_penalty: float = Field(-0.2, le=0)
+
+    @model_validator(mode="after")
+    def _known_agentgym_envs(self) -> EnvsParams:
+        known = [name.split(":", 1)[1] for name in AGENTGYM_ENVS]
+        unknown = sorted(set(self.agentgym) - set(known))
+        if unknown:
+            raise ValueError(f"agentgym: unknown env {', '.join(unknown)}; known: {', '.join(known)}")
+        return self
 
 
 class CollectAffine(Section):

@@ -2,106 +2,33 @@
 
 from __future__ import annotations
 
-import json
+import gc
 import socket
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from agentgym_fake import Route, Walk, serve, walk_route
 
 from affine.envs.agentgym.http import AgentGymResponseError, HTTPEnv, ServerUnavailable
+from affine.envs.agentgym.react import MULTIPLE_ACTIONS, react
 from affine.envs.base import Shaping
-
-Route = Callable[[str, dict[str, Any]], Any]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:  # keep pytest output clean
-        pass
-
-    def _answer(self, method: str) -> None:
-        server: Any = self.server
-        server.requests.append((method, self.path))
-        if server.fail_next > 0:  # a transient failure, as a restarting uvicorn gives
-            server.fail_next -= 1
-            self.send_error(503)
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-        server.bodies.append(body)
-        payload = json.dumps(server.route(f"{method} {self.path}", body)).encode()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (the timeout test)
-            pass
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        self._answer("POST")
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._answer("GET")
-
-
-def _serve(route: Route) -> Iterator[tuple[str, Any]]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.route, server.requests, server.bodies, server.fail_next = route, [], [], 0
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _babyai_route() -> Route:
-    """AgentGym's BabyAI server protocol, backed by our own BabyAI env (one instance per created id)."""
-    from affine.envs.agentgym.babyai import BabyAI
-
-    envs: dict[int, BabyAI] = {}
-    lock = threading.Lock()
-
-    def route(call: str, body: dict[str, Any]) -> Any:
-        with lock:
-            if call == "POST /create":
-                envs[len(envs)] = BabyAI()
-                return {"id": len(envs) - 1}
-            env = envs.get(body.get("id", -1))
-            if env is None:
-                return {"error": f"The id {body.get('id')} is not valid."}
-            if call == "POST /reset":
-                observation = env.reset(body["data_idx"])
-                return {"observation": observation, "reward": 0, "score": 0, "done": False}
-            if call == "POST /step":
-                if env.done:
-                    return {"error": f"The task with environment {body['id']} has finished."}
-                step = env.step(f"Action: {body['action']}")
-                return {"observation": step.observation, "reward": step.score, "score": step.score, "done": step.done}
-            return {"error": f"no route {call}"}
-
-    return route
 
 
 @pytest.fixture
-def babyai_server() -> Iterator[tuple[str, Any]]:
-    pytest.importorskip("minigrid")
-    yield from _serve(_babyai_route())
+def walk_server() -> Iterator[tuple[str, Any]]:
+    route = walk_route()
+    for url, server in serve(route):
+        server.walk = route
+        yield url, server
 
 
-def test_full_episode_through_the_client(babyai_server: tuple[str, Any]) -> None:
-    from affine.envs.agentgym.babyai import INSTRUCTIONS, BabyAI
-
-    url, _ = babyai_server
-    remote, local = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01), BabyAI()
-    assert remote.name == "agentgym:babyai" and remote.max_turns == 20 and remote.instructions == INSTRUCTIONS
+def test_full_episode_through_the_client(walk_server: tuple[str, Any]) -> None:
+    url, server = walk_server
+    remote, local = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01), Walk()
+    assert remote.name == "agentgym:babyai" and remote.max_turns == 20
     assert remote.reset(5) == local.reset(5)
     step = None
     while not remote.done:
@@ -109,9 +36,13 @@ def test_full_episode_through_the_client(babyai_server: tuple[str, Any]) -> None
         step, twin = remote.step(reply), local.step(reply)
         assert step.observation == twin.observation and step.done == twin.done and step.score == twin.score
         assert step.info["valid"]
-    assert step is not None and step.info["success"] and 0 < step.score <= 1
+    assert step is not None and step.info["success"] and step.score == pytest.approx(0.6) and step.info["turn"] == 4
     assert step.reward == pytest.approx(step.score)  # the score jumps from 0 on the last step
     assert remote.client.retried == 0
+    assert remote.reset(6).startswith("Your goal: reach cell 2")  # one server instance serves every reset
+    remote.close()
+    assert server.walk.created == [0] and server.walk.closed == [0]
+    assert remote.client.created == remote.client.closed == 1
 
 
 def test_server_down_is_one_clear_error_after_retries() -> None:
@@ -127,11 +58,11 @@ def test_server_down_is_one_clear_error_after_retries() -> None:
     assert env.client.attempts == 3 and env.client.retried == 2
 
 
-def test_transient_failures_are_retried(babyai_server: tuple[str, Any]) -> None:
-    url, server = babyai_server
+def test_transient_failures_are_retried(walk_server: tuple[str, Any]) -> None:
+    url, server = walk_server
     server.fail_next = 2
     env = HTTPEnv(env="babyai", server_url=url, retries=3, backoff_s=0.01)
-    assert env.reset(0).startswith("Your goal: ")
+    assert env.reset(0).startswith("Your goal: reach cell 2")
     assert env.client.retried == 2 and env.client.attempts == 4  # create: 3 tries; reset: 1
 
 
@@ -141,7 +72,7 @@ def test_a_timed_out_step_is_not_sent_twice() -> None:
             time.sleep(0.5)
         return {"id": 0, "observation": "Goal: craft a stick.", "reward": 0, "done": False}
 
-    for url, server in _serve(slow):
+    for url, server in serve(slow):
         env = HTTPEnv(env="textcraft", server_url=url, timeout_s=0.2, retries=3, backoff_s=0.01)
         env.reset(0)
         with pytest.raises(ServerUnavailable, match="after 1 attempts"):
@@ -149,8 +80,8 @@ def test_a_timed_out_step_is_not_sent_twice() -> None:
         assert [path for _, path in server.requests].count("/step") == 1
 
 
-def test_error_payloads_raise_value_errors(babyai_server: tuple[str, Any]) -> None:
-    url, _ = babyai_server
+def test_error_payloads_raise_value_errors(walk_server: tuple[str, Any]) -> None:
+    url, _ = walk_server
     env = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01)
     env.reset(0)
     env.client.env_id = 999
@@ -159,19 +90,106 @@ def test_error_payloads_raise_value_errors(babyai_server: tuple[str, Any]) -> No
     assert isinstance(info.value, ValueError)
 
 
-def test_unparseable_reply_never_reaches_the_server(babyai_server: tuple[str, Any]) -> None:
-    url, server = babyai_server
+def test_a_reply_without_action_is_sent_empty_and_the_server_answers(walk_server: tuple[str, Any]) -> None:
+    url, server = walk_server
     shaping = Shaping()
     env = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01, shaping=shaping, max_turns=2)
     env.reset(0)
-    before = len(server.requests)
-    step = env.step("no action here")
-    assert len(server.requests) == before
-    assert step.observation == "Invalid Action." and not step.info["valid"] and not step.done
-    assert step.reward == pytest.approx(shaping.invalid_penalty)
+    step = env.step("no action here")  # as AgentGym's client: the empty action goes to the server
+    assert server.bodies[-1] == {"id": 0, "action": ""}
+    assert step.observation == "No change in state." and not step.info["valid"] and not step.done
+    assert step.info["action"] == "" and step.reward == pytest.approx(shaping.invalid_penalty)
     step = env.step("Action: go to the moon 1")  # the server rejects it: invalid, and the turn budget is spent
     assert step.observation.startswith("The action is not recognized") and not step.info["valid"]
     assert step.done and step.reward == pytest.approx(shaping.invalid_penalty + shaping.timeout_penalty)
+
+
+def test_several_actions_get_agentgyms_error_and_never_reach_the_server(walk_server: tuple[str, Any]) -> None:
+    url, server = walk_server
+    env = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01)
+    env.reset(0)
+    before = len(server.requests)
+    step = env.step("Action: move forward\nAction: move forward")
+    assert len(server.requests) == before
+    assert (
+        step.observation
+        == MULTIPLE_ACTIONS
+        == "Error: Only one 'Action' is allowed per response. Please adjust your response."
+    )
+    assert step.score == 0 and not step.done and not step.info["valid"] and step.info["turn"] == 1
+
+
+def test_single_style_actions_are_cleaned_as_agentgym_does(walk_server: tuple[str, Any]) -> None:
+    url, server = walk_server
+    env = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01)
+    env.reset(0)
+    env.step("Thought:\nahead.\n\nAction:\n  move   forward!!  \nmore text")
+    assert server.bodies[-1] == {"id": 0, "action": "move forward"}
+
+
+@pytest.mark.parametrize(
+    ("env", "reply", "sent"),
+    [
+        ("sciworld", "I will just look.", ""),  # no Action: → the empty action
+        ("sciworld", "Thought:\nx\n\nAction: open door\nAction:\n look around \n", "look around"),  # the last
+        ("alfworld", "Thought:\nx\n\nAction:\n", ""),
+        ("webshop", "search[red shoes]", "search[red shoes]"),  # WebShop: a bare search/click is the action
+        ("webshop", "I think so.", ""),
+    ],
+)
+def test_last_style_actions_as_agentgym_sends_them(env: str, reply: str, sent: str) -> None:
+    for url, server in serve(_scripted(env)):
+        client_env = HTTPEnv(env=env, server_url=url, backoff_s=0.01)
+        client_env.reset(0)
+        step = client_env.step(reply)
+        assert server.bodies[-1]["action"] == sent and step.info["action"] == sent
+        if sent == "":
+            assert not step.info["valid"]  # an empty action is never a valid move
+
+
+def test_round_limits_default_to_agentgyms_and_are_a_param() -> None:
+    limits = {env: HTTPEnv(env=env, server_url="http://127.0.0.1:9").max_turns for env in
+              ("webshop", "alfworld", "textcraft", "sciworld", "babyai")}  # fmt: skip
+    assert limits == {"webshop": 10, "alfworld": 30, "textcraft": 20, "sciworld": 30, "babyai": 20}
+    assert HTTPEnv(env="babyai", max_turns=30).max_turns == 30  # the validator's limit
+    with pytest.raises(ValueError, match="max_turns must be >= 1"):
+        HTTPEnv(env="babyai", max_turns=0)
+
+
+def test_every_created_instance_is_closed(walk_server: tuple[str, Any]) -> None:
+    url, server = walk_server
+    with HTTPEnv(env="babyai", server_url=url, backoff_s=0.01) as env:
+        env.reset(0)
+        env.step(react("go", "move forward"))
+    assert server.walk.closed == [0]
+    dropped = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01)  # never closed by hand: freed when collected
+    dropped.reset(1)
+    del dropped
+    gc.collect()
+    assert server.walk.created == [0, 1] and server.walk.closed == [0, 1]
+    idle = HTTPEnv(env="babyai", server_url=url)
+    idle.close()  # nothing was created: nothing is sent
+    assert (
+        server.walk.created == [0, 1] and [r for r in server.requests if r[1] == "/close"] == [("POST", "/close")] * 2
+    )
+
+
+def test_closing_when_the_server_is_gone_does_not_stall_or_raise() -> None:
+    route = walk_route()
+    for url, _ in serve(route):
+        env = HTTPEnv(env="babyai", server_url=url, backoff_s=5.0, retries=3, timeout_s=1)
+        env.reset(0)
+    start = time.perf_counter()
+    del env  # the server has stopped: one quiet try, no backoff
+    gc.collect()
+    assert time.perf_counter() - start < 3
+
+
+def test_reset_of_a_bad_task_id_is_a_value_error(walk_server: tuple[str, Any]) -> None:
+    url, _ = walk_server
+    env = HTTPEnv(env="babyai", server_url=url, backoff_s=0.01)
+    with pytest.raises(AgentGymResponseError, match="out of range"):
+        env.reset(5000)
 
 
 def test_no_expert() -> None:
@@ -209,7 +227,7 @@ def _scripted(env: str) -> Route:
 
 @pytest.mark.parametrize("env", ["webshop", "sciworld", "alfworld"])
 def test_per_env_field_names(env: str) -> None:
-    for url, server in _serve(_scripted(env)):
+    for url, server in serve(_scripted(env)):
         client_env = HTTPEnv(env=env, server_url=url, backoff_s=0.01)
         first = client_env.reset(3)
         step = client_env.step("Thought:\nok\n\nAction:\nclick[Buy Now]")
@@ -226,4 +244,4 @@ def test_per_env_field_names(env: str) -> None:
             assert step.score == 100 and step.info["success"] and step.reward == pytest.approx(1.0)
         else:
             assert first.endswith("AVAILABLE ACTIONS: look,go to desk 1")
-            assert not step.info["valid"] and step.observation == "Nothing happened.\nAVAILABLE ACTIONS: look"
+            assert not step.info["valid"] and step.observation == "Nothing happened."  # the list is first-turn only

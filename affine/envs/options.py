@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from affine.config import EnvsParams
 from affine.envs.base import Shaping, make
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # envs already warned about (evaluate builds one env per parallel episode)
 
 
 def env_options(name: str, envs: EnvsParams, split: str) -> dict[str, Any]:
@@ -28,15 +35,52 @@ def env_options(name: str, envs: EnvsParams, split: str) -> dict[str, Any]:
         options["difficulty"] = p.difficulty
         if p.max_turns is not None:
             options["max_turns"] = p.max_turns
-        if p.backend == "agentgym":
-            return {"env": short, "server_url": p.server_url, "max_turns": p.max_turns or 10}
+        if p.backend == "agentgym":  # max_turns None: the client uses AgentGym's round limit for this env
+            return {"env": short, "server_url": p.server_url, "max_turns": p.max_turns, "split": split}
         if p.backend == "scienceworld":
             options["backend"] = "scienceworld"
     return options
 
 
+def read_instructions(path: str, key: str) -> str:
+    """The text of an instructions file, exactly as written (the first user turn of every episode).
+
+    A missing, unreadable, non-UTF-8 or blank file stops with one line naming ``key``: a silently empty first turn
+    would train and evaluate on a prompt nobody meant.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"{key}: cannot read {path!r} ({reason})") from None
+    if not text.strip():
+        raise ValueError(f"{key}: {path!r} is empty")
+    return text
+
+
+def server_task_map(short: str, split: str) -> Callable[[int], int] | None:
+    """Our ``split``'s task id → the real server's, from the env module's ``server_task_id(split, task_id)``.
+
+    Why: an env keeps its eval tasks disjoint from its train tasks by mapping ids (e.g. eval ``k`` is a real id no
+    train task uses); a real server must get the same real ids, or evaluation there would replay training tasks.
+    Without the function ids go as given, and for the eval split a warning says that they may overlap training.
+    """
+    try:
+        module = importlib.import_module(f"affine.envs.agentgym.{short}")
+    except ImportError:
+        module = None
+    mapping = getattr(module, "server_task_id", None)
+    if callable(mapping):
+        return lambda task_id: int(mapping(split, task_id))
+    if split == "eval" and short not in _WARNED:
+        _WARNED.add(short)
+        log.warning("agentgym:%s: no server_task_id map, eval task ids go to the server as given", short)
+    return None
+
+
 def build_env(name: str, envs: EnvsParams, split: str) -> Any:
-    """The env ``name`` configured from params; AgentGym envs with ``backend: agentgym`` become HTTP clients."""
+    """The env ``name`` configured from params; AgentGym envs with ``backend: agentgym`` become HTTP clients, and an
+    ``instructions_file`` replaces the env's instructions (collect, rl and evaluate all build their envs here)."""
     short = name.split(":", 1)[1]
     p = envs.agentgym.get(short)
     options = env_options(name, envs, split)
@@ -44,8 +88,11 @@ def build_env(name: str, envs: EnvsParams, split: str) -> Any:
         from affine.envs.agentgym.http import HTTPEnv
 
         env = HTTPEnv(**options)
+        env.task_map = server_task_map(short, split)
     else:
         env = make(name, **options)
+    if p is not None and p.instructions_file is not None:
+        env.instructions = read_instructions(p.instructions_file, f"envs.agentgym.{short}.instructions_file")
     if isinstance(getattr(env, "shaping", None), Shaping):
         # Keep each env's own progress/completion bonuses; the failure penalties are global params.
         env.shaping = replace(env.shaping, invalid_penalty=envs.invalid_penalty, timeout_penalty=envs.timeout_penalty)

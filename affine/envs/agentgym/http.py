@@ -1,20 +1,28 @@
 """A client for real AgentGym env servers, behind the same ``MultiTurnEnv`` interface as the local envs.
 
-Why: the validators run AgentGym's own FastAPI servers; pointing evaluation (or RL) at them checks that what we learned
-on the offline envs transfers to the real ones.  Only the standard library is used (``urllib``) so the client works in
-any install.
+Why: the validators run AgentGym's own FastAPI servers; pointing evaluation (or RL, or ``affine parity``) at them checks
+that what we learned on the offline envs transfers to the real ones.  Only the standard library is used (``urllib``)
+so the client works in any install.
 
 Protocol (AgentGym ``agentenv-<env>``): ``POST /create`` gives an env id, ``POST /reset`` starts task ``idx``, ``POST
-/step`` sends the action string, ``GET /observation?<id field>=`` reads the page (WebShop).  Field names differ per env
-(``_PROTOCOLS``).  Errors come back as ``{"error": ...}`` with HTTP 200: they raise ``AgentGymResponseError`` (a
-``ValueError``).  Transport failures (refused, timeout, HTTP 5xx) are retried with exponential backoff, except a
-timed-out ``/step``, which the server may already have applied; when every try fails, ``ServerUnavailable`` (a
-``ConnectionError``) says so in one line.
+/step`` sends the action string, ``GET /observation?<id field>=`` reads the page (WebShop), ``POST /close`` frees the
+instance (the SciWorld server holds a JVM per instance until then).  Field names differ per env (``_PROTOCOLS``).
+Errors come back as ``{"error": ...}`` with HTTP 200: they raise ``AgentGymResponseError`` (a ``ValueError``).
+Transport failures (refused, timeout, HTTP 5xx) are retried with exponential backoff, except a timed-out ``/step``,
+which the server may already have applied; when every try fails, ``ServerUnavailable`` (a ``ConnectionError``) says
+so in one line.
 
-The action is parsed client-side as AgentGym's clients do (``parse_last`` for WebShop/ALFWorld/SciWorld,
-``parse_single`` for BabyAI/TextCraft); an unparseable reply never reaches the server.  ``Step.score`` is the server's
-score (the last step's reward; SciWorld's 0..100 points); ``Step.reward`` is the score delta (SciWorld divided by 100)
-plus ``Shaping`` penalties for an invalid action and for running out of turns.
+Every instance a client creates is closed: by ``HTTPEnv.close()`` (or ``with HTTPEnv(...)``), else when the
+``HTTPEnv`` is garbage-collected or the interpreter exits (``weakref.finalize``).  One instance serves every
+``reset`` of its ``HTTPEnv``, as AgentGym's client reuses its own.
+
+Replies are turned into actions as AgentGym's client does (``react.client_action``): a reply with no parseable
+action is sent as the empty action and the server's answer is shown (BabyAI ``No change in state.``, SciWorld ``No
+known action matches that input.``); several ``Action:`` lines (BabyAI, TextCraft) get the client's own error text,
+score 0, and never reach the server.  ``Step.score`` is the server's score (the last step's reward; SciWorld's
+0..100 points); ``Step.reward`` is the score delta (SciWorld divided by 100) plus ``Shaping`` penalties for an
+invalid or empty action and for running out of turns.  ``max_turns`` defaults to AgentGym's eval round limit per env
+(``_PROTOCOLS``); the validator's limit is set through ``envs.agentgym.<env>.max_turns``.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from affine.envs.agentgym.react import parse_last, parse_single
+from affine.envs.agentgym.react import client_action
 from affine.envs.base import Shaping, Step
 
 
@@ -46,7 +56,7 @@ class _Protocol:
 
     id_field: str  # the env id's key in every request
     reset_field: str  # the task index's key in /reset
-    parser: str  # "last" | "single" | "webshop"
+    parser: str  # "last" | "single" | "webshop": how AgentGym's client reads the action (react.client_action)
     score_field: str  # where the episode score lives in a /step answer
     max_turns: int  # AgentGym's eval round limit
     success: float  # lowest score counted as success (any positive BabyAI score: minigrid pays only on success)
@@ -89,12 +99,15 @@ class AgentGymClient:
         self.env_id: Any = None
         self.attempts = 0  # every HTTP attempt made, retries included
         self.retried = 0  # attempts beyond the first of each request
+        self.created = self.closed = 0  # server instances this client made and freed
 
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, payload: dict[str, Any] | None = None, retries: int | None = None
+    ) -> Any:
         url = f"{self.server_url}/{path}"
         data = None if payload is None else json.dumps(payload).encode()
         last, text, tries = "no attempt made", None, 0
-        for attempt in range(self.retries):
+        for attempt in range(retries or self.retries):
             tries += 1
             if attempt:
                 self.retried += 1
@@ -133,7 +146,23 @@ class AgentGymClient:
         """Ask the server for an env instance (WebShop answers a bare int, TextCraft also the first text)."""
         body = self._request("POST", "create", {} if self.env == "textcraft" else None)
         self.env_id = body["id"] if isinstance(body, dict) else body
+        self.created += 1
         return self.env_id
+
+    def close(self, quiet: bool = False) -> bool:
+        """Free the server instance (``POST /close``); a no-op without one.  ``quiet``: one try, errors swallowed
+        (used at garbage collection and interpreter exit, where a dead server must not stall or raise)."""
+        if self.env_id is None:
+            return False
+        env_id, self.env_id = self.env_id, None
+        try:
+            self._request("POST", "close", {self.protocol.id_field: env_id}, retries=1 if quiet else None)
+        except (AgentGymResponseError, ServerUnavailable):
+            if not quiet:
+                raise
+            return False
+        self.closed += 1
+        return True
 
     def _ensure(self) -> None:
         if self.env_id is None:
@@ -157,6 +186,10 @@ class AgentGymClient:
         return self._request("GET", f"observation?{query}")
 
 
+def _close_quietly(client: AgentGymClient) -> None:
+    client.close(quiet=True)
+
+
 class HTTPEnv:
     """A remote AgentGym env as a ``MultiTurnEnv`` (no expert: the server exposes no state to plan from)."""
 
@@ -172,15 +205,21 @@ class HTTPEnv:
         split: str = "eval",
         difficulty: int = 1,
         seed: int = 0,
+        instructions: str | None = None,
     ) -> None:
+        if max_turns is not None and max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1 (or None for AgentGym's round limit), got {max_turns}")
         self.client = AgentGymClient(env, server_url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
         self.protocol = self.client.protocol
         self.name = f"agentgym:{env}"
         self.max_turns = max_turns or self.protocol.max_turns
         self.shaping = shaping or Shaping()
-        self.split, self.difficulty, self.seed = split, difficulty, seed  # uniform interface; task ids go as given
-        self.instructions = self._instructions(env)
-        self.done, self.turns, self.score, self._last = True, 0, 0.0, ""
+        self.split, self.difficulty, self.seed = split, difficulty, seed  # uniform interface (ids: task_map)
+        self.instructions = instructions if instructions is not None else self._instructions(env)
+        self.done, self.turns, self.score = True, 0, 0.0
+        self.task_map: Callable[[int], int] | None = None  # our task id -> the server's (None: the same id)
+        self.server_task_id = -1
+        self._finalizer = weakref.finalize(self, _close_quietly, self.client)
 
     @staticmethod
     def _instructions(env: str) -> str:
@@ -192,54 +231,59 @@ class HTTPEnv:
         text = getattr(module, "INSTRUCTIONS", None)
         return text if isinstance(text, str) else _FALLBACK_INSTRUCTIONS
 
+    def close(self) -> None:
+        """Free the server instance now (a later ``reset`` creates a new one)."""
+        self.client.close()
+        self.done = True
+
+    def __enter__(self) -> HTTPEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close(quiet=exc[0] is not None)  # do not hide the original error behind a failed close
+
     def reset(self, task_id: int) -> str:
-        body = self.client.reset(task_id)
+        """Start our task ``task_id`` on the server: its own id there is ``task_map(task_id)`` when a map is set
+        (``build_env`` sets the local env module's ``server_task_id`` for the split, so eval ids stay held out)."""
+        self.server_task_id = self.task_map(task_id) if self.task_map is not None else task_id
+        body = self.client.reset(self.server_task_id)
         if self.env_name == "webshop":
             page = self.client.observation()
             obs = page if isinstance(page, str) else json.dumps(page)
         elif self.env_name == "sciworld":
-            obs = f"{body.get('task_description', '')}\n{body.get('observation', '')}".strip()
+            obs = f"{body.get('task_description', '')}\n{body.get('observation', '')}"
         elif self.env_name == "alfworld":
             obs = f"{body.get('observation', '')}\nAVAILABLE ACTIONS: {','.join(body.get('available_actions', []))}"
         else:
             obs = str(body.get("observation", ""))
-        self.task_id, self.turns, self.score, self.done, self._last = task_id, 0, 0.0, False, obs
+        self.task_id, self.turns, self.score, self.done = task_id, 0, 0.0, False
         return obs
 
     @property
     def env_name(self) -> str:
         return self.client.env
 
-    def _parse(self, reply: str) -> tuple[str | None, str | None]:
-        kind = self.protocol.parser
-        parsed = parse_single(reply) if kind == "single" else parse_last(reply, webshop=kind == "webshop")
-        return parsed.action, parsed.error
-
     def step(self, reply: str) -> Step:
         if self.done:
             raise RuntimeError("call reset() before step(); the episode is over")
         self.turns += 1
-        action, error = self._parse(reply)
-        previous = self.score
-        valid, server_done = action is not None, False
-        if action is None:  # AgentGym's clients answer this locally; WebShop repeats the page
-            obs = f"{error}\n\n{self._last}" if self.env_name == "webshop" else str(error)
+        parsed = client_action(reply, self.protocol.parser)
+        previous, server_done = self.score, False
+        if parsed.action is None:  # several actions: AgentGym's client answers itself, with reward 0
+            obs, self.score, valid = str(parsed.error), 0.0, False
         else:
-            body = self.client.step(action)
+            body = self.client.step(parsed.action)
             obs = str(body.get("state" if self.env_name == "webshop" else "observation", ""))
-            if self.env_name == "alfworld":
-                obs += f"\nAVAILABLE ACTIONS: {','.join(body.get('available_actions', []))}"
             self.score = float(body.get(self.protocol.score_field, body.get("reward", 0.0)) or 0.0)
-            valid = not obs.startswith(self.protocol.invalid)
+            valid = bool(parsed.action) and not obs.startswith(self.protocol.invalid)
             server_done = bool(body.get("done", False))
-        self._last = obs
         success = self.score >= self.protocol.success
         timeout = not success and not server_done and self.turns >= self.max_turns
         self.done = server_done or success or timeout
         reward = (self.score - previous) / self.protocol.scale
         reward += 0.0 if valid else self.shaping.invalid_penalty
         reward += self.shaping.timeout_penalty if timeout else 0.0
-        info = {"action": action or "", "valid": valid, "success": success, "turn": self.turns}
+        info = {"action": parsed.action or "", "valid": valid, "success": success, "turn": self.turns}
         return Step(obs, reward, self.done, self.score, info)
 
     def expert_reply(self) -> str:
