@@ -3,15 +3,14 @@
 import json
 from pathlib import Path
 
-from affine.config import load_params
 from affine.eval.report import write_report
-from affine.stage import run
+from affine.stage import run, stage_params
 
 MODELS = ("base", "sft", "rl")
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("evaluate")
     results = {}
     for name in MODELS:
         path = Path(f"metrics/eval/{name}.json")

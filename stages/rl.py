@@ -1,13 +1,12 @@
 """Stage `rl`: PPO (or GRPO) on the SFT policy over the environments in `rl.environments` → models/rl, metrics/rl/."""
 
 from affine.checkpoints import content_hash, source_hash
-from affine.config import load_params
 from affine.rl.ppo import train_rl
-from affine.stage import run
+from affine.stage import run, stage_params
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("base", "envs", "rl", "sft")
     fingerprint = {
         "params": params.model_dump(include={"base", "envs", "rl", "sft"}),
         "policy_sha256": content_hash("models/sft"),
