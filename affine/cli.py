@@ -12,13 +12,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from affine.config import EnvsParams, ParamsError, load_params
+from affine.config import EnvsParams, ParamsError
 from affine.envs.base import available, env_names, is_single_turn
 from affine.envs.options import build_env
+from affine.stage import stage_params
 
 
 def _envs_params(path: str | None) -> EnvsParams:
-    return load_params(path).envs if path else EnvsParams()
+    """``--params FILE``; without it ``./params.yaml`` when there is one (so a challenge looks like the pipeline's
+    own), else the built-in defaults; ``--params none`` forces the defaults.  Only ``envs`` must be valid."""
+    if path is None:
+        path = "params.yaml" if Path("params.yaml").is_file() else "none"
+    return EnvsParams() if path == "none" else stage_params("envs", path=path).envs
 
 
 def _build(name: str, args: argparse.Namespace) -> Any:
@@ -133,7 +138,11 @@ def parser() -> argparse.ArgumentParser:
     def env_command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("env", choices=env_names())
-        p.add_argument("--params", help="read env options from this params.yaml (default: built-in defaults)")
+        p.add_argument(
+            "--params",
+            help="read env options (the envs section) from this file; default: ./params.yaml when it exists, else "
+            "built-in defaults; 'none': built-in defaults",
+        )
         p.add_argument("--split", choices=["train", "eval"], default="train")
         p.set_defaults(func=func)
         return p
