@@ -1,7 +1,8 @@
 """The ``affine`` command: inspect and debug environments without running the pipeline.
 
 ``affine envs`` · ``affine sample ENV --seed N --n K`` · ``affine score ENV --challenge F --response F`` ·
-``affine play ENV --seed N`` · ``affine sandbox run PROGRAM.py [--stdin F]`` · ``affine compare RESULTS.json…``
+``affine play ENV --seed N`` · ``affine sandbox run PROGRAM.py [--stdin F]`` · ``affine compare RESULTS.json…`` ·
+``affine export MODEL_DIR --out DIR [--merge] [--eval RESULTS.json…]``
 """
 
 from __future__ import annotations
@@ -130,6 +131,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from affine.export import export_model
+
+    results = {}
+    for path in args.eval or []:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--eval {path}: no such results file")
+        results[Path(path).stem] = json.loads(Path(path).read_text())
+    out = export_model(args.model, args.out, results, merge=args.merge, name=args.name)
+    print(f"exported {args.model} to {out} ({'merged weights' if args.merge else 'as is'}, model card README.md)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="affine", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
@@ -168,6 +182,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rev", help="also read the same files at this git revision (e.g. main)")
     p.add_argument("--rule", choices=["mean", "interval"], default="mean")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="a trained model + model card, ready to upload to the Hugging Face Hub")
+    p.add_argument("model", help="a model folder: models/rl, models/sft (adapters) or a full model")
+    p.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier export)")
+    p.add_argument("--merge", action="store_true", help="fold the LoRA into the base weights (a plain checkpoint)")
+    p.add_argument("--eval", nargs="*", help="metrics/eval/<model>.json files whose scores go into the card")
+    p.add_argument("--name", help="the model's name in the card (default: affine-<folder name>)")
+    p.set_defaults(func=cmd_export)
     return top
 
 
