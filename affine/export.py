@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from affine.eval.report import COLUMN_TITLES, env_title
+from affine.eval.report import COLUMN_TITLES, STAGES, env_title
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def hub_id(spec: str | None) -> str | None:
 
 def score_rows(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Markdown table: one row per env, one column per model (``mean [lo, hi]``), n in the env cell."""
-    names = list(results)
+    names = sorted(results, key=lambda m: STAGES.index(m) if m in STAGES else len(STAGES))  # base, sft, rl, others
     envs = list(dict.fromkeys(env for r in results.values() for env in r["envs"]))
     lines = [
         "| Env (n) | " + " | ".join(COLUMN_TITLES.get(m, m) for m in names) + " |",
@@ -65,11 +65,11 @@ def score_rows(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for env in envs:
         n = next(r["envs"][env]["n"] for r in results.values() if env in r["envs"])
         cells = []
-        for r in results.values():
+        for r in (results[m] for m in names):
             e = r["envs"].get(env)
             cells.append("—" if e is None else f"{e['mean']:.3f} [{e['ci80_lower']:.3f}, {e['ci80_upper']:.3f}]")
         lines.append(f"| {env_title(env)} ({n}) | " + " | ".join(cells) + " |")
-    overall = [f"{(r.get('aggregate') or {}).get('weighted_mean', float('nan')):.3f}" for r in results.values()]
+    overall = [f"{(results[m].get('aggregate') or {}).get('weighted_mean', float('nan')):.3f}" for m in names]
     lines.append("| **Overall** (sample-weighted) | " + " | ".join(overall) + " |")
     return lines
 

@@ -100,3 +100,11 @@ def test_cli_export_writes_the_card(adapter: Path, tmp_path: Path, capsys):
     assert "exported" in capsys.readouterr().out
     assert "value: 0.75" in (tmp_path / "e/README.md").read_text()
     assert main(["export", str(adapter), "--out", str(tmp_path / "e")]) == 0, "an earlier export is replaced"
+
+
+def test_score_table_keeps_the_pipeline_order_whatever_the_file_order():
+    from affine.export import score_rows
+
+    rows = score_rows({"rl": _result(0.5), "zz": _result(0.1), "base": _result(0.0)})
+    assert rows[0] == "| Env (n) | Base Model | After RL | zz |"
+    assert rows[2].startswith("| SAT (64) | 0.000 ") and rows[-1].endswith("| 0.000 | 0.500 | 0.100 |")
