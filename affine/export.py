@@ -99,8 +99,8 @@ def model_card(
         model_name=name,
         eval_results=evals or None,
     )
-    form = "LoRA merged into the base weights" if merged else "a LoRA adapter (peft)"
-    lines = [f"# {name}", "", f"{form.capitalize()}, trained with affine-train (LoRA SFT, then PPO/GRPO) for the"]
+    form = "Merged weights (the LoRA folded into the base)" if merged else "A LoRA adapter (peft)"
+    lines = [f"# {name}", "", f"{form}, trained with affine-train (LoRA SFT, then PPO/GRPO) for the"]
     lines += ["Affine evaluation environments (Bittensor subnet 120).", ""]
     lines += [f"- Base: `{base}`" + (f" (Hub: `{hub_id(base)}`)" if hub_id(base) and hub_id(base) != base else "")]
     if base in HUB_IDS:
