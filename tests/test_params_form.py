@@ -64,6 +64,13 @@ def test_check_mode_reports_without_writing(tmp_path: Path, capsys: pytest.Captu
     assert main([str(path), "--check"]) == 0
 
 
+def test_without_arguments_it_rewrites_params_yaml_in_the_working_dir(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(FLOW)
+    assert main([]) == 0
+    assert (tmp_path / "params.yaml").read_text() == dvc_form(FLOW) != FLOW
+
+
 @pytest.mark.parametrize("content", [None, "a: [1\n"])
 def test_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None):
     path = tmp_path / "params.yaml"

@@ -49,11 +49,11 @@ def normalize(path: Path, check: bool = False) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m affine.tools.normalize_params", description=__doc__.split("\n")[0])
-    parser.add_argument("paths", nargs="*", default=["params.yaml"], type=Path)
+    parser.add_argument("paths", nargs="*", type=Path, help="params files (default: ./params.yaml)")
     parser.add_argument("--check", action="store_true", help="report files not in DVC's form; change nothing")
     args = parser.parse_args(argv)
     status = 0
-    for path in args.paths:
+    for path in args.paths or [Path("params.yaml")]:
         try:
             same = normalize(path, check=args.check)
         except (OSError, ValueError) as exc:
