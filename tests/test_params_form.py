@@ -81,3 +81,10 @@ def test_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert err.startswith("error: ") and "\n" not in err and str(path) in err
     if content is not None:
         assert path.read_text() == content, "a file DVC cannot read is left untouched"
+
+
+def test_params_yaml_is_byte_identical_after_dvcs_round_trip():
+    """If this fails, run `python -m affine.tools.normalize_params` (e.g. after merging branches that add params)."""
+    path = Path(__file__).resolve().parents[1] / "params.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert dvc_form(text) == text, "params.yaml is not in the form `dvc exp run -S` writes back"
