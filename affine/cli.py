@@ -2,7 +2,8 @@
 
 ``affine envs`` · ``affine sample ENV --seed N --n K`` · ``affine score ENV --challenge F --response F`` ·
 ``affine play ENV --seed N`` · ``affine sandbox run PROGRAM.py [--stdin F]`` · ``affine compare RESULTS.json…`` ·
-``affine parity ENV --server-url URL --tasks 0-99`` (our env vs a running real AgentGym server)
+``affine parity ENV --server-url URL --tasks 0-99`` (our env vs a running real AgentGym server) ·
+``affine export MODEL_DIR --out DIR [--merge] [--eval RESULTS.json…]``
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from affine.config import EnvsParams, ParamsError, load_params
+from affine.config import EnvsParams, ParamsError
 from affine.envs.base import available, env_names, is_single_turn
 from affine.envs.options import build_env
+from affine.stage import stage_params
 
 
 def _envs_params(path: str | None) -> EnvsParams:
-    return load_params(path).envs if path else EnvsParams()
+    """``--params FILE``; without it ``./params.yaml`` when there is one (so a challenge looks like the pipeline's
+    own), else the built-in defaults; ``--params none`` forces the defaults.  Only ``envs`` must be valid."""
+    if path is None:
+        path = "params.yaml" if Path("params.yaml").is_file() else "none"
+    return EnvsParams() if path == "none" else stage_params("envs", path=path).envs
 
 
 def _build(name: str, args: argparse.Namespace) -> Any:
@@ -149,6 +155,19 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from affine.export import export_model
+
+    results = {}
+    for path in args.eval or []:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--eval {path}: no such results file")
+        results[Path(path).stem] = json.loads(Path(path).read_text())
+    out = export_model(args.model, args.out, results, merge=args.merge, name=args.name)
+    print(f"exported {args.model} to {out} ({'merged weights' if args.merge else 'as is'}, model card README.md)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="affine", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
@@ -157,7 +176,11 @@ def parser() -> argparse.ArgumentParser:
     def env_command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("env", choices=env_names())
-        p.add_argument("--params", help="read env options from this params.yaml (default: built-in defaults)")
+        p.add_argument(
+            "--params",
+            help="read env options (the envs section) from this file; default: ./params.yaml when it exists, else "
+            "built-in defaults; 'none': built-in defaults",
+        )
         p.add_argument("--split", choices=["train", "eval"], default="train")
         p.set_defaults(func=func)
         return p
@@ -188,12 +211,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("env", help="babyai, textcraft, sciworld, alfworld or webshop (agentgym: prefix optional)")
     p.add_argument("--server-url", required=True, help="the running real server, e.g. http://127.0.0.1:36001")
     p.add_argument("--tasks", default="0-99", help="task ids: 0-99, 5, 0-9,20 (our train split = the real ids)")
-    p.add_argument("--params", help="build our env from this params.yaml (default: built-in defaults)")
+    p.add_argument("--params", help="build our env from this params.yaml (default ./params.yaml; none: defaults)")
     p.add_argument("--max-turns", type=int, help="turn limit (default: our env's, AgentGym's round limit)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
     p.add_argument("--diffs", type=int, nargs="?", const=400, default=0, help="print the first differing texts")
     p.add_argument("--out", help="write one JSON line per task (both texts of each first difference)")
     p.set_defaults(func=cmd_parity)
+    p = sub.add_parser("export", help="a trained model + model card, ready to upload to the Hugging Face Hub")
+    p.add_argument("model", help="a model folder: models/rl, models/sft (adapters) or a full model")
+    p.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier export)")
+    p.add_argument("--merge", action="store_true", help="fold the LoRA into the base weights (a plain checkpoint)")
+    p.add_argument("--eval", nargs="*", help="metrics/eval/<model>.json files whose scores go into the card")
+    p.add_argument("--name", help="the model's name in the card (default: affine-<folder name>)")
+    p.set_defaults(func=cmd_export)
     return top
 
 

@@ -5,18 +5,55 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 from affine.chat import TemplateError
-from affine.config import ParamsError
+from affine.config import Params, ParamsError, load_params, parse_params
 from affine.model import ModelError
 
 KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError)
+
+log = logging.getLogger(__name__)
 
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "dvc_objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stage_params(*sections: str, path: str | Path = "params.yaml") -> Params:
+    """The params a stage reads, failing only on the ``sections`` it reads (those its ``dvc.yaml`` entry lists).
+
+    Why not :func:`load_params` alone: it validates the whole file, so a bad ``rl`` key stopped the first stage
+    ``dvc repro`` ran and DVC reported "failed to reproduce 'sft'".  Here a bad section the stage does not read is a
+    warning (that section falls back to its defaults, which this stage never uses), and the stage that reads it is
+    the one that fails.  Unknown top-level sections and a file that is not a YAML mapping stop every stage.
+    """
+    try:
+        return load_params(path)
+    except ParamsError:
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            raw = None  # missing or not YAML: load_params's message says so
+        if not isinstance(raw, dict) or not set(raw) <= set(Params.model_fields):
+            raise
+    bad = {}
+    for name, value in raw.items():
+        try:
+            parse_params({name: value})
+        except ParamsError as exc:
+            bad[name] = str(exc).removeprefix("invalid params: ")
+    for name, problem in bad.items():
+        if name not in sections:
+            log.warning("params.yaml: %s (this stage does not read `%s`; the stages that do will stop)", problem, name)
+    mine = [name for name in sections if name in bad]
+    if mine:
+        raise ParamsError("invalid params: " + "; ".join(bad[name] for name in mine))
+    return parse_params({name: value for name, value in raw.items() if name not in bad})
 
 
 def run(main: Callable[[], object]) -> None:

@@ -4,12 +4,11 @@ import json
 from pathlib import Path
 
 from affine.collect import collect
-from affine.config import load_params
-from affine.stage import run
+from affine.stage import run, stage_params
 
 
 def main() -> None:
-    counts = collect(load_params(), "data/sft/examples.jsonl")
+    counts = collect(stage_params("base", "envs", "collect"), "data/sft/examples.jsonl")
     Path("metrics").mkdir(exist_ok=True)
     Path("metrics/collect.json").write_text(json.dumps({"examples": counts, "total": sum(counts.values())}, indent=2))
 

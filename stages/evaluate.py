@@ -2,14 +2,14 @@
 
 import sys
 
-from affine.config import load_params
 from affine.eval.evaluate import evaluate
-from affine.stage import run
+from affine.stage import run, stage_params
 
 
 def main() -> None:
     which = sys.argv[1]
-    evaluate(load_params(), which, "models", f"metrics/eval/{which}.json", f"data/eval/{which}.jsonl")
+    params = stage_params("base", "envs", "evaluate")
+    evaluate(params, which, "models", f"metrics/eval/{which}.json", f"data/eval/{which}.jsonl")
 
 
 if __name__ == "__main__":

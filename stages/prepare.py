@@ -1,12 +1,11 @@
 """Stage `prepare`: resolve `base.model` and write it once as a plain HF checkpoint in models/base."""
 
-from affine.config import load_params
 from affine.model import prepare_base
-from affine.stage import run
+from affine.stage import run, stage_params
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("base")
     prepare_base(params.base.model, "models/base", params.base.dtype)
 
 

@@ -1,12 +1,11 @@
 """Stage `sft`: LoRA SFT of models/base on data/sft → models/sft (best by eval loss), metrics/sft/."""
 
-from affine.config import load_params
 from affine.sft import train_sft
-from affine.stage import run
+from affine.stage import run, stage_params
 
 
 def main() -> None:
-    params = load_params()
+    params = stage_params("base", "sft")
     train_sft(params, "models/base", "data/sft/examples.jsonl", "models/sft", "checkpoints/sft", "metrics/sft")
 
 

@@ -107,12 +107,12 @@ def test_unchanged_repo_is_up_to_date(repo):
             "sft.learning_rate",
             5.0e-5,
             {"sft"},
-            {"sft", "rl", "evaluate@sft", "evaluate@rl", "report"},
+            {"sft", "rl", "evaluate@sft", "evaluate@rl", "report", "export"},
         ),
         ("evaluate.samples_per_env", 7, {"evaluate@base", "evaluate@sft", "evaluate@rl"}, None),
         ("evaluate.baseline", "x.json", {"report"}, {"report"}),
         ("base.model", "some/model", {"prepare"}, None),
-        ("rl.clip_range", 0.1, {"rl"}, {"rl", "evaluate@rl", "report"}),
+        ("rl.clip_range", 0.1, {"rl"}, {"rl", "evaluate@rl", "report", "export"}),
     ],
 )
 def test_a_param_change_reruns_exactly_its_dependents(repo, key, value, directly, reruns):

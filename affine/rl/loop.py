@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel
+from tqdm.auto import tqdm
 
 from affine.config import AgentGymEnvParams, CurriculumParams, EnvsParams, ProgramsParams
 from affine.envs.base import is_single_turn
@@ -133,6 +134,7 @@ def save_checkpoint(
     complete = sorted(p for p in root.iterdir() if _CHECKPOINT.match(p.name))
     for old in complete[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
+    log.info("checkpoint saved: %s (a killed run resumes from here)", final)
     return final
 
 
@@ -147,3 +149,57 @@ def load_checkpoint(path: Path, policy: Any, head: ValueHead | None, optimizer: 
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     state = json.loads((path / "state.json").read_text())
     return int(state["iteration"]), {k: int(v) for k, v in state["difficulty"].items()}
+
+
+class RLProgress:
+    """A tqdm bar over the run's episodes and one log line per phase of each iteration.
+
+    Why: an iteration (play, score, update) takes minutes on a CPU and used to print one line at its end, so a
+    running ``rl`` stage looked hung.  The bar counts episodes (the unit of work: resumed runs start it at the
+    episodes already done) and its postfix names the current phase; the log lines say the same for log files,
+    where a bar's redraws are noise.  Only the main process reports (``enabled``).
+    """
+
+    def __init__(self, iterations: int, start: int, per_iteration: int, names: list[str], enabled: Any) -> None:
+        enabled = bool(enabled)  # the main process's dvclive ``Live`` (None elsewhere) is accepted as the flag
+        self.iterations, self.per_iteration, self.enabled = iterations, per_iteration, enabled
+        self.bar = tqdm(
+            total=iterations * per_iteration,
+            initial=min(start, iterations) * per_iteration,
+            unit="episode",
+            desc="rl",
+            disable=not enabled,
+            dynamic_ncols=True,
+        )
+        if enabled:
+            log.info(
+                "rl: %d iterations x %d episodes over %s%s",
+                iterations,
+                per_iteration,
+                ", ".join(names),
+                f", resuming after iteration {start}" if start else "",
+            )
+
+    def phase(self, iteration: int, text: str) -> None:
+        """Announce what iteration ``iteration`` (0-based) is doing now."""
+        if self.enabled:
+            log.info("iteration %d/%d: %s", iteration + 1, self.iterations, text)
+            self.bar.set_postfix_str(f"iter {iteration + 1}/{self.iterations}: {text}", refresh=True)
+
+    def played(self, episodes: int) -> None:
+        self.bar.update(episodes)
+
+    def finished(self, done: int, metrics: dict[str, float]) -> None:
+        """The end-of-iteration line: return, success, and generation speed."""
+        if self.enabled:
+            log.info(
+                "iteration %d/%d done: return %.3f success %.3f (%.1f generated tokens/s)",
+                done,
+                self.iterations,
+                metrics["return_mean"],
+                metrics["success_rate"],
+                metrics.get("tokens_per_s", float("nan")),
+            )
+
+    def close(self) -> None:
+        self.bar.close()

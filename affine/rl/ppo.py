@@ -51,7 +51,15 @@ from affine.checkpoints import claim
 from affine.config import Params
 from affine.model import canonical_adapter_config, load_model
 from affine.rl.gae import gae
-from affine.rl.loop import Curriculum, EnvPool, latest_checkpoint, load_checkpoint, make_train_env, save_checkpoint
+from affine.rl.loop import (
+    Curriculum,
+    EnvPool,
+    RLProgress,
+    latest_checkpoint,
+    load_checkpoint,
+    make_train_env,
+    save_checkpoint,
+)
 from affine.rl.losses import (
     approx_kl,
     entropy_from_logits,
@@ -357,10 +365,12 @@ def train_rl(
         live = Live(str(metrics_dir), dvcyaml=False, resume=start > 0, save_dvc_exp=False)
         live.step = start
     history = []
+    progress = RLProgress(rl.num_rollouts, start, len(names) * rl.rollout_batch_size * group_size, names, live)
     for iteration in range(start, rl.num_rollouts):
         order, rng = seed_iteration(params.base.seed, iteration, accelerator.process_index)
         pool.set_levels(curriculum.levels)
         plan, groups, labels = plan_iteration(pool, names, rl.rollout_batch_size, group_size, rng)
+        progress.phase(iteration, f"playing {len(plan)} episodes (up to {rl.max_episode_length} turns each)")
         episodes, seconds = timed_play(
             inner.policy,
             tokenizer,
@@ -372,6 +382,8 @@ def train_rl(
             max_context=getattr(policy.config, "max_position_embeddings", None),
             prefill_tokens=params.base.prefill_tokens,
         )
+        progress.played(len(episodes))
+        progress.phase(iteration, f"{rl.algorithm} update: {rl.ppo_epochs} epochs, minibatches of {rl.minibatch_size}")
         batch = collate(episodes, tokenizer.pad_token_id)
         score_rollout(inner, batch, rl.minibatch_size, rl.temperature, accelerator.device)
         add_advantages(batch, params, groups)
@@ -398,7 +410,8 @@ def train_rl(
                     live.log_metric(key, value)
             live.next_step()
         history.append({"iteration": done, **metrics})
-        log.info("iteration %d: return %.3f success %.3f", done, metrics["return_mean"], metrics["success_rate"])
+        progress.finished(done, metrics)
+    progress.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
