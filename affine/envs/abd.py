@@ -68,6 +68,11 @@ def input_is_plausible(program: str, given: str) -> bool:
     return len(lines) >= program.count("input()")
 
 
+def as_stdin(text: str) -> str:
+    """The stdin the validator feeds: a newline appended when missing, but empty input stays ``""`` (not ``"\\n"``)."""
+    return text + "\n" if text and not text.endswith("\n") else text
+
+
 def outputs_match(expected: str, actual: str) -> bool:
     if expected == actual:
         return True
@@ -87,7 +92,7 @@ class ABD(RLPythonTask):
         program, inputs = row["program"], row.get("inputs") or ""
         expected = row.get("output") or ""
         if self.rows.source != "offline":  # generated rows were verified in the sandbox: their output is the run's
-            run = self.execute(program, inputs if inputs.endswith("\n") else inputs + "\n")
+            run = self.execute(program, as_stdin(inputs))
             expected = run.stdout if not run.stderr and run.stdout.strip() else expected
         return {
             "env": self.name,
@@ -109,7 +114,7 @@ class ABD(RLPythonTask):
                 return 0.0
             if not input_is_plausible(program, given):
                 return 0.0
-            run = self.execute(program, given if given.endswith("\n") else given + "\n")
+            run = self.execute(program, as_stdin(given))
             if run.stderr:
                 return 0.0
             return 1.0 if outputs_match(challenge["expected_output"], run.stdout) else 0.0
