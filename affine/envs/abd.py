@@ -16,32 +16,6 @@ from affine.envs.rl_python import RLPythonTask
 
 log = logging.getLogger(__name__)
 
-PROMPT = """Below is a Python program together with the exact output it printed. Work out what input (the text fed to \
-its standard input) produces that output.
-
-Program:
-```python
-{program}
-```
-
-Output it printed:
-```
-{output}
-```
-
-Explain your reasoning as much as you like, but the final answer must be the input itself, written between <INPUT> \
-and </INPUT> tags, for example:
-<INPUT>
-first input line
-second input line
-</INPUT>
-
-Rules for what goes inside the tags:
-- one line of input per line, in the order and format the program reads them;
-- only the raw values the program reads from stdin;
-- no labels, prefixes, quotes or other formatting.
-Only the text between the tags is used."""
-
 _THINK = (re.compile(r"<think>.*?</think>", re.DOTALL), re.compile(r"<thinking>.*?</thinking>", re.DOTALL))
 _INPUT = re.compile(r"<INPUT>(.*?)</INPUT>", re.IGNORECASE | re.DOTALL)
 _LOOP = "for _ in range(int(input()))"
@@ -83,7 +57,10 @@ def outputs_match(expected: str, actual: str) -> bool:
 
 
 class ABD(RLPythonTask):
-    """``ABD(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", ...)``; see RLPythonTask."""
+    """``ABD(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", prompt_file=None, ...)``.
+
+    See RLPythonTask; the prompt is ``affine/envs/prompts/abd.txt`` (fields ``program``, ``output``) or ``prompt_file``.
+    """
 
     name = "affine:abd"
 
@@ -99,7 +76,7 @@ class ABD(RLPythonTask):
             "task_id": f"{self.name.split(':')[1]}-{self.rows.split}-{row.get('row_id', index)}",
             "row_index": index,
             "seed": seed,
-            "prompt": PROMPT.format(program=program.rstrip(), output=expected.rstrip("\n")),
+            "prompt": self.template.render(program=program.rstrip(), output=expected.rstrip("\n")),
             "program": program,
             "expected_output": expected,
             "inputs": inputs,

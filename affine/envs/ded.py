@@ -21,16 +21,6 @@ from affine.envs.rl_python import RLPythonTask, strip_fences
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS = """
-
----
-How to answer: write a complete Python 3 program that
-- reads all of its input from standard input (input() or sys.stdin),
-- prints only the required answer to standard output with print,
-- prints nothing else: no prompts, labels or debugging output,
-and give the whole program as one ```python ... ``` code block.
-"""
-
 # The program DED runs for a reply: the validator strips the reply's fences exactly as its executor does.
 extract_code = strip_fences
 
@@ -79,7 +69,11 @@ def case_run(program: str, case: dict[str, Any]) -> tuple[str, str, str] | None:
 
 
 class DED(RLPythonTask):
-    """``DED(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", ...)``; see RLPythonTask."""
+    """``DED(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", prompt_file=None, ...)``.
+
+    See RLPythonTask; the prompt is ``affine/envs/prompts/ded.txt`` (field ``prompt``, the problem statement, then our
+    answer instructions) or ``prompt_file``.
+    """
 
     name = "affine:ded"
 
@@ -90,7 +84,7 @@ class DED(RLPythonTask):
             "task_id": f"{self.name.split(':')[1]}-{self.rows.split}-{row.get('row_id', index)}",
             "row_index": index,
             "seed": seed,
-            "prompt": str(row.get("prompt") or "").rstrip() + INSTRUCTIONS,
+            "prompt": self.template.render(prompt=str(row.get("prompt") or "").rstrip()),
             "test_cases": parse_test_cases(row),
             "program": row.get("program") or "",
         }

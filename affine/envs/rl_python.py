@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from affine.envs.programs import generate_corpus, split_of
+from affine.envs.templates import PromptTemplate
 from affine.sandbox import Limits, RunResult, run_program
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,8 @@ class RLPythonTask:
 
     Options (all keyword, all defaulted): ``source``, ``difficulty``, ``dataset``, ``buffer_size``, ``split``,
     ``files``, ``corpus_size``, ``corpus_seed``, ``families`` (see :class:`RowSource`) and ``limits`` (a
-    :class:`affine.sandbox.Limits` or a dict of its fields; Affine's limits by default).
+    :class:`affine.sandbox.Limits` or a dict of its fields; Affine's limits by default) and ``prompt_file`` (a
+    template replacing the task's default prompt, see :mod:`affine.envs.templates`).
     ``score`` is thread-safe: callers may score many replies at once from a thread pool.
     """
 
@@ -215,7 +217,9 @@ class RLPythonTask:
         corpus_seed: int = 0,
         families: list[str] | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
+        prompt_file: str | None = None,
     ) -> None:
+        self.template = PromptTemplate(self.name, prompt_file)
         self.rows = RowSource(
             source, dataset=dataset, files=files, split=split, difficulty=difficulty, buffer_size=buffer_size,
             corpus_size=corpus_size, corpus_seed=corpus_seed, families=families,
