@@ -162,4 +162,7 @@ def test_cli_compare_rules_and_order(capsys, tmp_path):
     )
     assert main(["compare", *files, "--rule", "threshold", "--order", "champ"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --order must name each model exactly once") and err.count("\n") == 1
+    assert (
+        err.startswith("error: order must name every model once: unknown [], missing ['chall']")
+        and err.count("\n") == 1
+    )

@@ -184,11 +184,14 @@ class RowSource:
         Real rows: the split's ``seed``-th row (row ``seed`` itself with ``split="all"``, the validator's task id);
         the offline corpus: Affine's older buffered draw.
         """
-        if seed < 0:
-            raise ValueError(f"a task seed is a non-negative row number, got {seed}")
         rows = self.rows
         n = len(self._index)
-        position = buffered_index(seed, n, self.buffer_size) if self.source == "offline" else seed % n
+        if self.source == "offline":
+            position = buffered_index(seed, n, self.buffer_size)
+        elif seed < 0:
+            raise ValueError(f"a task seed is a non-negative row number, got {seed}")
+        else:
+            position = seed % n
         index = self._index[position]
         return index, dict(rows[index])
 

@@ -25,6 +25,7 @@ from affine.eval.metrics import (
     env_winner,
     normalise_score,
     pareto_frontier,
+    seniority,
     subset_survival,
 )
 
@@ -184,17 +185,10 @@ def format_table(results: Mapping[str, Result]) -> str:
     return markdown_table(header, rows)
 
 
-def _rank(results: Mapping[str, Result], order: Sequence[str] | None) -> dict[str, int]:
-    names = list(results) if order is None else list(order)
-    if sorted(names) != sorted(results):
-        raise ValueError(f"--order must name each model exactly once: {', '.join(results)} (got {', '.join(names)})")
-    return {name: i for i, name in enumerate(names)}
-
-
 def dominance_lines(results: Mapping[str, Result], rule: str = "mean", order: Sequence[str] | None = None) -> list[str]:
     """One line per ordered pair (A, B) where A dominates B, with the env tally (the earlier one named under ordered
     rules)."""
-    rank = _rank(results, order)
+    rank = seniority(results, order)
     lines = []
     for a_name, a in results.items():
         for b_name, b in results.items():
@@ -230,7 +224,7 @@ def rule_lines(results: Mapping[str, Result], rule: str, order: Sequence[str] | 
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
     order = list(order) if order is not None else None
-    _rank(results, order)
+    seniority(results, order)  # a bad order fails here, before any verdict
     lines = [f"- {s}" for s in (dominance_lines(results, rule, order) or ["no model dominates another"])]
     if rule == "challenger" and results:
         final, bouts = champion(results, order)
@@ -255,8 +249,8 @@ def compare(results: Mapping[str, Result], rule: str = "mean", order: Sequence[s
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
     lines = rule_lines(results, rule, order)
-    seniority = f"; earliest first: {', '.join(order or results)}" if rule in ORDERED_RULES else ""
-    return "\n".join([format_table(results), "", f"Dominance (rule: {rule}; {EXPLAIN[rule]}{seniority}):", *lines])
+    earliest = f"; earliest first: {', '.join(order or results)}" if rule in ORDERED_RULES else ""
+    return "\n".join([format_table(results), "", f"Dominance (rule: {rule}; {EXPLAIN[rule]}{earliest}):", *lines])
 
 
 def main_compare(

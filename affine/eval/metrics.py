@@ -236,7 +236,7 @@ def dominates(
     return -1 not in outcomes and 1 in outcomes
 
 
-def _seniority(results: Mapping[str, Any], order: Iterable[str] | None) -> dict[str, int]:
+def seniority(results: Mapping[str, Any], order: Iterable[str] | None) -> dict[str, int]:
     """Each name's place in ``order`` (earliest first); the input order when ``order`` is None."""
     names = list(results) if order is None else list(order)
     unknown = sorted(set(names) - set(results))
@@ -254,7 +254,7 @@ def champion(results: Mapping[str, Mapping[str, Any]], order: Iterable[str] | No
     """
     if not results:
         raise ValueError("champion needs at least one result")
-    rank = _seniority(results, order)
+    rank = seniority(results, order)
     names = sorted(results, key=rank.__getitem__)
     reigning, bouts = names[0], []
     for name in names[1:]:
@@ -276,7 +276,7 @@ def pareto_frontier(
     """
     if rule == "challenger":
         return [champion(results, order)[0]] if results else []
-    rank = _seniority(results, order) if rule in ORDERED_RULES else {n: 0 for n in results}
+    rank = seniority(results, order) if rule in ORDERED_RULES else {n: 0 for n in results}
     return [
         name
         for name, r in results.items()

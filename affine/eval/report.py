@@ -97,7 +97,7 @@ def _fmt(x: Any) -> str:
     return str(x) if isinstance(x, int) else fmt_num(x)
 
 
-def seniority(results: Mapping[str, Result]) -> list[str]:
+def earliest_first(results: Mapping[str, Result]) -> list[str]:
     """Earliest first, for the ordered rules: the baseline (an earlier revision's model), then base, SFT, RL."""
     baselines = [m for m in results if m.startswith("baseline")]
     return [*baselines, *(m for m in results if m not in baselines)]
@@ -107,9 +107,9 @@ def _pareto_section(results: Mapping[str, Result]) -> list[str]:
     lines = ["## Pareto verdict", ""]
     if len(results) < 2:
         return [*lines, "Only one model has results: nothing to compare.", ""]
-    lines += [f"Ordered rules take the models as earliest first: {', '.join(seniority(results))}.", ""]
+    lines += [f"Ordered rules take the models as earliest first: {', '.join(earliest_first(results))}.", ""]
     for rule in RULES:
-        lines += [f"**{RULE_TITLES[rule]}**:", "", *rule_lines(results, rule, seniority(results)), ""]
+        lines += [f"**{RULE_TITLES[rule]}**:", "", *rule_lines(results, rule, earliest_first(results)), ""]
     return lines
 
 
