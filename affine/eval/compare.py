@@ -258,12 +258,16 @@ def main_compare(
 ) -> str:
     """``affine compare``: the given files, plus the same files at ``rev`` when given, compared under ``rule``.
 
-    ``order`` names the models earliest first (the ordered rules; the files at ``rev`` are not earlier by default).
+    ``order`` names the models earliest first (the ordered rules); by default the files at ``rev`` come first, as
+    the earlier models, then the given files in order.
     """
     if not paths:
         raise ValueError("give at least one results file")
     results = load_results(paths)
+    current = list(results)
     if rev:
         for name, r in load_results_at_rev(rev, paths).items():
             _add(results, name, r, name)
+    if order is None and rule in ORDERED_RULES:
+        order = [*(n for n in results if n not in current), *current]
     return compare(results, rule, order)
