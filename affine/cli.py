@@ -17,6 +17,7 @@ from typing import Any
 from affine.config import EnvsParams, ParamsError
 from affine.envs.base import available, env_names, is_single_turn
 from affine.envs.options import build_env
+from affine.eval.metrics import RULES
 from affine.stage import stage_params
 
 
@@ -128,7 +129,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from affine.eval.compare import main_compare
 
-    print(main_compare(args.results, args.rev, args.rule))
+    order = [name.strip() for name in args.order.split(",")] if args.order else None
+    print(main_compare(args.results, args.rev, args.rule, order))
     return 0
 
 
@@ -202,9 +204,10 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("compare", help="compare evaluation results: table, dominance, Pareto frontier")
-    p.add_argument("results", nargs="+", help="metrics/eval/<model>.json files")
+    p.add_argument("results", nargs="+", help="metrics/eval/<model>.json or data/eval/<model>.jsonl (per task) files")
     p.add_argument("--rev", help="also read the same files at this git revision (e.g. main)")
-    p.add_argument("--rule", choices=["mean", "interval"], default="mean")
+    p.add_argument("--rule", choices=list(RULES), default="mean", help="threshold, challenger: the validator's rules")
+    p.add_argument("--order", help="model names, earliest first, comma-separated (ordered rules; default: input order)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("parity", help="replay our expert on a real AgentGym server: observations, feedback, success")

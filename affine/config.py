@@ -8,10 +8,12 @@ YAML 1.1 reads as a *string* — is rejected with a hint instead of being silent
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from affine.envs.templates import PromptTemplate
 
 AFFINE_ENVS = ("affine:sat", "affine:abd", "affine:ded")
 AGENTGYM_ENVS = (
@@ -59,9 +61,32 @@ class BaseParams(Section):
         return self
 
 
-class SATParams(Section):
-    """Planted k-SAT.  Ranges are inclusive ``[low, high]``; Affine's own setting is n=15, k=10, ratio 4.26."""
+class PromptParams(Section):
+    """A task's prompt: ``prompt_file`` (a template, see affine.envs.templates) replaces the shipped default."""
 
+    TASK: ClassVar[str] = ""
+    prompt_file: str | None = Field(None, min_length=1)
+
+    @field_validator("prompt_file")
+    @classmethod
+    def _template(cls, path: str | None) -> str | None:
+        if path is not None:
+            PromptTemplate(cls.TASK, path)  # unreadable file, unknown or missing fields: one clear line
+        return path
+
+
+class ABDParams(PromptParams):
+    TASK: ClassVar[str] = "affine:abd"
+
+
+class DEDParams(PromptParams):
+    TASK: ClassVar[str] = "affine:ded"
+
+
+class SATParams(PromptParams):
+    """Planted k-SAT.  Ranges are inclusive ``[low, high]``; the validator's setting is configs/validator-sat.yaml."""
+
+    TASK: ClassVar[str] = "affine:sat"
     n_vars: list[int] = Field([10, 20], min_length=2, max_length=2)
     k: list[int] = Field([3, 5], min_length=2, max_length=2)
     clause_ratio: float = Field(4.2, gt=0, le=20)
@@ -78,12 +103,12 @@ class SATParams(Section):
 
 
 class ProgramsParams(Section):
-    """Where ABD/DED rows come from: the generated offline corpus or the real rl-python data."""
+    """Where ABD/DED rows come from: the generated offline corpus or the real rl-python data (task k = row k)."""
 
     source: Literal["offline", "hub", "files"] = "offline"
-    dataset: str = "satpalsr/rl-python"
+    dataset: str = "AffineFoundation/rl-python"
     files: list[str] = []
-    buffer_size: int = Field(5, ge=1)
+    buffer_size: int = Field(5, ge=1, description="the offline corpus's buffered draw; real rows go by row index")
     difficulty: int = Field(1, ge=1, le=3)
 
 
@@ -101,6 +126,8 @@ class AgentGymEnvParams(Section):
 
 class EnvsParams(Section):
     sat: SATParams = SATParams()
+    abd: ABDParams = ABDParams()
+    ded: DEDParams = DEDParams()
     programs: ProgramsParams = ProgramsParams()
     agentgym: dict[str, AgentGymEnvParams] = {}
     invalid_penalty: float = Field(-0.05, le=0)
@@ -213,7 +240,7 @@ class EvaluateParams(Section):
     )
     samples_per_env: int = Field(100, ge=1)
     batch_size: int = Field(16, ge=1)
-    max_new_tokens: int = Field(512, ge=1)
+    max_new_tokens: int | None = Field(512, ge=1, description="None: no cap, up to the model's context (the validator)")
     temperature: float = Field(0.0, ge=0)
     baseline: str | None = None
 

@@ -89,6 +89,15 @@ def test_extract_input_rules():
     assert extract_input("nothing") == ""
 
 
+def test_empty_input_is_fed_as_empty_stdin(abd):
+    """The validator feeds ``""`` for an empty <INPUT> block (a newline is appended only to non-empty input)."""
+    challenge = {"program": "import sys\nprint(len(sys.stdin.read()))\n", "expected_output": "0\n"}
+    assert abd.score(challenge, "<INPUT>\n</INPUT>") == 1.0  # validator: 1 (we used to feed "\n" and print 1)
+    assert abd.score(challenge, "<INPUT></INPUT>") == 1.0
+    assert abd.score(dict(challenge, expected_output="2\n"), "<INPUT>\nx\n</INPUT>") == 1.0  # "x" + the newline
+    assert abd.score(challenge, "no tags at all") == 0.0
+
+
 def test_output_comparison_steps():
     assert outputs_match("1\n2\n", "1\n2\n")
     assert outputs_match("1\r\n2\r\n", "\n1\n2")  # after strip and CRLF->LF

@@ -123,6 +123,10 @@ def test_main_compare_rev(repo, monkeypatch):
     assert "0.750 [" in text and "0.250 [" in text
     assert "sft dominates sft@HEAD~1" in main_compare([RESULT], rev="HEAD~1", rule="interval")
     assert "sft@" not in main_compare([RESULT], rev=None, rule="mean")
+    # ordered rules: the revision's result is the earlier model by default (0.25 -> 0.75 clears the 0.35 threshold)
+    text = main_compare([RESULT], rev="HEAD~1", rule="threshold")
+    assert "earliest first: sft@HEAD~1, sft" in text and "sft dominates sft@HEAD~1" in text and "(later model)" in text
+    assert "Champion: sft\n" in main_compare([RESULT], rev="HEAD~1", rule="challenger") + "\n"
 
 
 def test_dvc_metrics_diff_on_result_files(tmp_path):

@@ -120,3 +120,33 @@ def test_offline_challenges_are_solved_by_their_solution(difficulty):
         assert all(set(c) == {"type", "input", "output", "fn_name"} for c in challenge["test_cases"])
         assert task.score(challenge, task.solution(challenge)) == 1.0
         assert task.score(challenge, fenced("print(0)")) == 0.0
+
+
+# The validator's scores on replies where its fence rules differ from the obvious ones (issue 17's table).
+SUM_CASES = [
+    {"type": "stdin_stdout", "input": "1 5", "output": "6", "fn_name": None},
+    {"type": "stdin_stdout", "input": "2 3", "output": "5", "fn_name": None},
+]
+SUM_CHALLENGE = dict(CHALLENGE, test_cases=SUM_CASES)
+SUM_CODE = "a, b = map(int, input().split())\nprint(a + b)"
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "validator_score"),
+    [
+        # "``` python" (a space): no block pattern matches, the loose fence keeps the word python -> NameError
+        (f"``` python\n{SUM_CODE}\n```", f"python\n{SUM_CODE}", 0.0),
+        # only inline fences: the validator takes the first one (print(6) passes case 1, fails case 2)
+        ("Try ```print(6)``` or better ```a, b = map(int, input().split()); print(a + b)```", "print(6)", 0.0),
+        # code on the fence line: only the loose fence matches, and it keeps the code
+        ("```python a, b = map(int, input().split()); print(a + b)\n```", "a, b = map(int, input().split()); "
+         "print(a + b)", 1.0),
+        # a later block with a two-word tag is not a block to the validator: the earlier python block wins
+        (f"```python\n{SUM_CODE}\n```\n```python3 extra\nprint(0)\n```", SUM_CODE, 1.0),
+        # a one-word tag other than python counts as a block; the last one wins
+        (f"```py\nprint(0)\n```\n```text\n{SUM_CODE}\n```", SUM_CODE, 1.0),
+    ],
+)  # fmt: skip
+def test_code_extraction_matches_the_validator(ded, reply, code, validator_score):
+    assert extract_code(reply) == code
+    assert ded.score(SUM_CHALLENGE, reply) == validator_score

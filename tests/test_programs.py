@@ -128,17 +128,27 @@ def test_local_files_in_the_real_schema_load(tmp_path, suffix):
     assert load_local(path) == rows == load_local([str(path)])
 
 
-def test_row_source_draws_runs_of_buffer_size_and_splits_real_rows(tmp_path):
+def test_real_rows_are_addressed_by_row_index_and_split_disjointly(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in _real_rows(40)))
     source = RowSource("files", files=[path], split="all", buffer_size=4)
-    ids = [source.row(seed)[0] for seed in range(8)]
-    assert ids[1:4] == [(ids[0] + k) % 40 for k in (1, 2, 3)] and ids[5:8] == [(ids[4] + k) % 40 for k in (1, 2, 3)]
-    assert [source.row(seed)[0] for seed in range(8)] == ids and len(source) == 40
+    assert [source.row(seed)[0] for seed in range(45)] == [*range(40), *range(5)]  # task k = row k; wraps past the end
+    assert source.row(7)[1]["program"].endswith("# 7") and len(source) == 40
     train, evals = RowSource("files", files=[path], split="train"), RowSource("files", files=[path], split="eval")
-    train_ids = {train.row(s)[0] for s in range(200)}
-    eval_ids = {evals.row(s)[0] for s in range(200)}
-    assert train_ids and eval_ids and not train_ids & eval_ids and len(train) + len(evals) == 40
+    train_ids = [train.row(s)[0] for s in range(len(train))]
+    eval_ids = [evals.row(s)[0] for s in range(len(evals))]
+    assert train_ids == sorted(train_ids) and eval_ids == sorted(eval_ids)  # the split's rows in row order
+    assert eval_ids and not set(train_ids) & set(eval_ids) and sorted(train_ids + eval_ids) == list(range(40))
+    assert all(split_of(source.row(i)[1]["program"]) == "eval" for i in eval_ids)
+    with pytest.raises(ValueError, match="non-negative"):
+        source.row(-1)
+
+
+def test_the_offline_corpus_keeps_the_buffered_draw():
+    source = RowSource("offline", split="all", buffer_size=4, corpus_size=40)
+    ids = [source.row(seed)[0] for seed in range(8)]
+    n = len(source)
+    assert ids[1:4] == [(ids[0] + k) % n for k in (1, 2, 3)] and ids[5:8] == [(ids[4] + k) % n for k in (1, 2, 3)]
     assert all(0 <= buffered_index(s, 7, 5) < 7 for s in range(50))
 
 

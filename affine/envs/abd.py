@@ -16,32 +16,6 @@ from affine.envs.rl_python import RLPythonTask
 
 log = logging.getLogger(__name__)
 
-PROMPT = """Below is a Python program together with the exact output it printed. Work out what input (the text fed to \
-its standard input) produces that output.
-
-Program:
-```python
-{program}
-```
-
-Output it printed:
-```
-{output}
-```
-
-Explain your reasoning as much as you like, but the final answer must be the input itself, written between <INPUT> \
-and </INPUT> tags, for example:
-<INPUT>
-first input line
-second input line
-</INPUT>
-
-Rules for what goes inside the tags:
-- one line of input per line, in the order and format the program reads them;
-- only the raw values the program reads from stdin;
-- no labels, prefixes, quotes or other formatting.
-Only the text between the tags is used."""
-
 _THINK = (re.compile(r"<think>.*?</think>", re.DOTALL), re.compile(r"<thinking>.*?</thinking>", re.DOTALL))
 _INPUT = re.compile(r"<INPUT>(.*?)</INPUT>", re.IGNORECASE | re.DOTALL)
 _LOOP = "for _ in range(int(input()))"
@@ -68,6 +42,11 @@ def input_is_plausible(program: str, given: str) -> bool:
     return len(lines) >= program.count("input()")
 
 
+def as_stdin(text: str) -> str:
+    """The stdin the validator feeds: a newline appended when missing, but empty input stays ``""`` (not ``"\\n"``)."""
+    return text + "\n" if text and not text.endswith("\n") else text
+
+
 def outputs_match(expected: str, actual: str) -> bool:
     if expected == actual:
         return True
@@ -78,7 +57,10 @@ def outputs_match(expected: str, actual: str) -> bool:
 
 
 class ABD(RLPythonTask):
-    """``ABD(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", ...)``; see RLPythonTask."""
+    """``ABD(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", prompt_file=None, ...)``.
+
+    See RLPythonTask; the prompt is ``affine/envs/prompts/abd.txt`` (fields ``program``, ``output``) or ``prompt_file``.
+    """
 
     name = "affine:abd"
 
@@ -87,14 +69,14 @@ class ABD(RLPythonTask):
         program, inputs = row["program"], row.get("inputs") or ""
         expected = row.get("output") or ""
         if self.rows.source != "offline":  # generated rows were verified in the sandbox: their output is the run's
-            run = self.execute(program, inputs if inputs.endswith("\n") else inputs + "\n")
+            run = self.execute(program, as_stdin(inputs))
             expected = run.stdout if not run.stderr and run.stdout.strip() else expected
         return {
             "env": self.name,
             "task_id": f"{self.name.split(':')[1]}-{self.rows.split}-{row.get('row_id', index)}",
             "row_index": index,
             "seed": seed,
-            "prompt": PROMPT.format(program=program.rstrip(), output=expected.rstrip("\n")),
+            "prompt": self.template.render(program=program.rstrip(), output=expected.rstrip("\n")),
             "program": program,
             "expected_output": expected,
             "inputs": inputs,
@@ -109,7 +91,7 @@ class ABD(RLPythonTask):
                 return 0.0
             if not input_is_plausible(program, given):
                 return 0.0
-            run = self.execute(program, given if given.endswith("\n") else given + "\n")
+            run = self.execute(program, as_stdin(given))
             if run.stderr:
                 return 0.0
             return 1.0 if outputs_match(challenge["expected_output"], run.stdout) else 0.0

@@ -1,11 +1,13 @@
 """DED (deduction): read a problem statement, write the program; it must pass every test case.
 
-Scoring reproduces Affine's DED: the code is the last ```python block, else the last fenced block of any language,
-else a loose fence, else the whole reply.  ``stdin_stdout`` cases feed the input (newline appended) and compare
-stdout; ``function_call`` cases append a main guard calling ``fn_name(*input)`` and compare the printed result with
-the first expected value.  A case passes when stderr is blank and the normalized outputs are equal; the score is 1
-only if every case passes (we stop at the first failure).  Unknown case types are skipped and do not count; a row
-without test cases scores 0.  (As in Affine, a row whose cases are all of unknown types scores 1: 0 of 0 passed.)
+Scoring reproduces Affine's DED: the code is what the validator's fence rules extract
+(:func:`affine.envs.rl_python.strip_fences`: the last ```python block, else the last block with a one-word tag or
+none, else the *first* loose fence, else the whole reply).  ``stdin_stdout`` cases feed the input (newline
+appended) and compare stdout; ``function_call`` cases append a main guard calling ``fn_name(*input)`` and compare
+the printed result with the first expected value.  A case passes when stderr is blank and the normalized outputs
+are equal; the score is 1 only if every case passes (we stop at the first failure).  Unknown case types are skipped
+and do not count; a row without test cases scores 0.  (As in Affine, a row whose cases are all of unknown types
+scores 1: 0 of 0 passed.)
 """
 
 from __future__ import annotations
@@ -13,34 +15,14 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import re
 from typing import Any
 
-from affine.envs.rl_python import RLPythonTask
+from affine.envs.rl_python import RLPythonTask, strip_fences
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS = """
-
----
-How to answer: write a complete Python 3 program that
-- reads all of its input from standard input (input() or sys.stdin),
-- prints only the required answer to standard output with print,
-- prints nothing else: no prompts, labels or debugging output,
-and give the whole program as one ```python ... ``` code block.
-"""
-
-_PYTHON_BLOCK = re.compile(r"```python\s*\n(.*?)```", re.DOTALL)
-_ANY_BLOCK = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
-_LOOSE_FENCE = re.compile(r"```(?:python)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
-
-
-def extract_code(reply: str) -> str:
-    for pattern in (_PYTHON_BLOCK, _ANY_BLOCK, _LOOSE_FENCE):
-        blocks = pattern.findall(reply)
-        if blocks:
-            return blocks[-1].strip()
-    return reply.strip()
+# The program DED runs for a reply: the validator strips the reply's fences exactly as its executor does.
+extract_code = strip_fences
 
 
 def to_text(value: Any) -> str:
@@ -87,7 +69,11 @@ def case_run(program: str, case: dict[str, Any]) -> tuple[str, str, str] | None:
 
 
 class DED(RLPythonTask):
-    """``DED(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", ...)``; see RLPythonTask."""
+    """``DED(source="offline", difficulty=1, dataset=None, buffer_size=5, split="train", prompt_file=None, ...)``.
+
+    See RLPythonTask; the prompt is ``affine/envs/prompts/ded.txt`` (field ``prompt``, the problem statement, then our
+    answer instructions) or ``prompt_file``.
+    """
 
     name = "affine:ded"
 
@@ -98,7 +84,7 @@ class DED(RLPythonTask):
             "task_id": f"{self.name.split(':')[1]}-{self.rows.split}-{row.get('row_id', index)}",
             "row_index": index,
             "seed": seed,
-            "prompt": str(row.get("prompt") or "").rstrip() + INSTRUCTIONS,
+            "prompt": self.template.render(prompt=str(row.get("prompt") or "").rstrip()),
             "test_cases": parse_test_cases(row),
             "program": row.get("program") or "",
         }

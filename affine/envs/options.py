@@ -27,6 +27,7 @@ def env_options(name: str, envs: EnvsParams, split: str) -> dict[str, Any]:
             "buffer_size": p.buffer_size,
             "difficulty": p.difficulty,
             "split": split,
+            "prompt_file": (envs.abd if name == "affine:abd" else envs.ded).prompt_file,
         }
     short = name.split(":", 1)[1]
     p = envs.agentgym.get(short)

@@ -4,12 +4,16 @@ Real rows (``AffineFoundation/rl-python``, the same 23,303 rows as ``satpalsr/rl
 ``inputs``, ``output``, ``prompt`` and ``test_cases`` (or ``verification_info``).  They load through
 ``datasets.load_dataset`` or from local ``.json``/``.jsonl``/``.parquet`` files in that schema.
 
-Affine draws rows through a small buffer (``buffer_size`` 5): it reads a run of consecutive rows at a random offset
-and hands them out one by one.  :meth:`RowSource.row` reproduces that deterministically: seeds ``b*buffer_size`` to
-``b*buffer_size + buffer_size - 1`` get consecutive rows from one offset drawn from ``b``.
+Task ids as the validator's (``hub``/``files``): since 2025-11 the validator's ABD/DED task id ``k`` is row ``k`` of the
+dataset's ``train`` split, so with ``split: all`` seed ``k`` is exactly row ``k``.  Our ``train`` and ``eval`` splits
+partition those rows by a hash of the program text (:func:`affine.envs.programs.split_of`: a fixed fifth of all
+program texts is ``eval``), so a row -- and a program, even one repeated on several rows -- is never in both; seed
+``i`` of a split is the split's ``i``-th row in row order.  Seeds past the end wrap around.  The challenge records the
+row index (``row_index``, and in ``task_id``), which is the validator's task id for that row.
 
-Splits: ``train`` and ``eval`` partition rows by a hash of the program text (:func:`affine.envs.programs.split_of`),
-so a program never lands in both, for generated and real rows alike; ``all`` is what Affine samples from.
+The generated ``offline`` corpus keeps the older buffered draw (``buffer_size``): seeds ``b*buffer_size`` to
+``b*buffer_size + buffer_size - 1`` get consecutive rows from one offset drawn from ``b``, as Affine's buffer handed out
+runs of consecutive rows before task ids existed; it keeps the default pipeline's data unchanged.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from affine.envs.programs import generate_corpus, split_of
-from affine.sandbox import Limits, RunResult, executor_source, run_program
+from affine.envs.templates import PromptTemplate
+from affine.sandbox import Limits, RunResult, run_program
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,27 @@ DEFAULT_DATASET = "AffineFoundation/rl-python"
 SOURCES = ("offline", "hub", "files")
 SPLITS = ("train", "eval", "all")
 _SUFFIXES = (".jsonl", ".json", ".parquet")
+
+# The validator executor's three fence patterns, tried in this order (AffineFoundation/affinetes, environments/affine).
+_PYTHON_BLOCK = re.compile(r"```python\s*\n(.*?)```", re.DOTALL)
+_WORD_BLOCK = re.compile(r"```\w*\s*\n(.*?)```", re.DOTALL)
+_LOOSE_FENCE = re.compile(r"```(?:python)?\s*([\s\S]*?)```", re.IGNORECASE)
+
+
+def strip_fences(text: str) -> str:
+    """The code the validator's executor runs for ``text``, stripped: its fence rules, edge cases included.
+
+    The last ```` ```python ```` block (newline after the tag), else the last block whose tag is one word (or none),
+    else the *first* loose fence (which takes code on the fence line, ```` ```python a = 1 ````), else the whole text.
+    Kept as the validator has them on purpose, even where they surprise: ```` ``` python ```` (a space) matches only
+    the loose fence, so the word ``python`` is run as code (and fails); with only inline fences the first one wins.
+    """
+    for pattern in (_PYTHON_BLOCK, _WORD_BLOCK):
+        blocks = pattern.findall(text)
+        if blocks:
+            return blocks[-1].strip()
+    match = _LOOSE_FENCE.search(text)
+    return (match.group(1) if match else text).strip()
 
 
 class DatasetUnavailable(ValueError):
@@ -92,7 +119,8 @@ def buffered_index(seed: int, n_rows: int, buffer_size: int = 5) -> int:
 class RowSource:
     """Rows for ABD/DED.  ``source``: ``offline`` (generated; the default, needs no network), ``hub`` (``dataset`` is a
     hub id, default ``AffineFoundation/rl-python``) or ``files`` (``files``, or ``dataset`` when ``files`` is not
-    given: .json/.jsonl/.parquet files or folders of them).
+    given: .json/.jsonl/.parquet files or folders of them).  Real rows are addressed by row index (see the module
+    docstring); ``buffer_size`` only shapes the offline corpus's draw.
     ``difficulty`` (1..3 or None) and ``families`` filter the offline corpus (``corpus_size`` rows, a quarter of
     that for ``eval``, which owns a fifth of all programs); real rows have no difficulty."""
 
@@ -151,9 +179,20 @@ class RowSource:
         return len(self._index)
 
     def row(self, seed: int) -> tuple[int, dict[str, Any]]:
-        """``(row index, row)`` for ``seed``; the index is stable, so it serves as the task id."""
+        """``(row index, row)`` for ``seed``; the index is stable, so it serves as the task id.
+
+        Real rows: the split's ``seed``-th row (row ``seed`` itself with ``split="all"``, the validator's task id);
+        the offline corpus: Affine's older buffered draw.
+        """
         rows = self.rows
-        index = self._index[buffered_index(seed, len(self._index), self.buffer_size)]
+        n = len(self._index)
+        if self.source == "offline":
+            position = buffered_index(seed, n, self.buffer_size)
+        elif seed < 0:
+            raise ValueError(f"a task seed is a non-negative row number, got {seed}")
+        else:
+            position = seed % n
+        index = self._index[position]
         return index, dict(rows[index])
 
 
@@ -162,7 +201,8 @@ class RLPythonTask:
 
     Options (all keyword, all defaulted): ``source``, ``difficulty``, ``dataset``, ``buffer_size``, ``split``,
     ``files``, ``corpus_size``, ``corpus_seed``, ``families`` (see :class:`RowSource`) and ``limits`` (a
-    :class:`affine.sandbox.Limits` or a dict of its fields; Affine's limits by default).
+    :class:`affine.sandbox.Limits` or a dict of its fields; Affine's limits by default) and ``prompt_file`` (a
+    template replacing the task's default prompt, see :mod:`affine.envs.templates`).
     ``score`` is thread-safe: callers may score many replies at once from a thread pool.
     """
 
@@ -180,7 +220,9 @@ class RLPythonTask:
         corpus_seed: int = 0,
         families: list[str] | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
+        prompt_file: str | None = None,
     ) -> None:
+        self.template = PromptTemplate(self.name, prompt_file)
         self.rows = RowSource(
             source, dataset=dataset, files=files, split=split, difficulty=difficulty, buffer_size=buffer_size,
             corpus_size=corpus_size, corpus_seed=corpus_seed, families=families,
@@ -188,8 +230,8 @@ class RLPythonTask:
         self.limits = Limits(**limits) if isinstance(limits, Mapping) else (limits or Limits())
 
     def execute(self, program: str, stdin: str) -> RunResult:
-        """Affine's ``executor.execute``: strip a fence, run (with the ``solve()`` rule); sandbox failures raise."""
-        result = run_program(executor_source(program), stdin, self.limits)
+        """Affine's ``executor.execute``: strip fences its way, run with the ``solve()`` rule; sandbox errors raise."""
+        result = run_program(strip_fences(program), stdin, self.limits)
         if result.setup_error:  # not the reply's fault: a silent 0 would poison rewards
             raise RuntimeError(f"the sandbox failed to start: {result.stderr.strip()}")
         return result

@@ -3,6 +3,7 @@
 Planting (one literal of every clause agrees with a hidden assignment) makes every instance satisfiable without a
 solver; ``n_vars``, ``k`` and ``clause_ratio`` are the difficulty knobs (recipe: 10–20, 3–5, 4.2; Affine: 15, 10, 4.26).
 The score accepts *any* satisfying assignment, not only the planted one, exactly like the reference.
+The prompt is ``affine/envs/prompts/sat.txt`` (fields ``k``, ``n``, ``formula``) or the ``prompt_file`` given.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Any
 
 from affine.envs.base import Challenge, check_split
+from affine.envs.templates import PromptTemplate
 
 _ASSIGNMENT = re.compile(r"x(\d+)=(True|False|1|0)")
 EVAL_SEED_OFFSET = 1_000_000_000
@@ -62,9 +64,11 @@ class SAT:
         k: tuple[int, int] | list[int] = (3, 5),
         clause_ratio: float = 4.2,
         split: str = "train",
+        prompt_file: str | None = None,
         **_: Any,
     ) -> None:
         check_split(split)
+        self.template = PromptTemplate(self.name, prompt_file)
         self.n_vars = tuple(n_vars)
         self.k = tuple(k)
         self.clause_ratio = clause_ratio
@@ -77,12 +81,7 @@ class SAT:
         k = min(rng.randint(*self.k), n)
         m = max(1, int(self.clause_ratio * n))
         clauses, hidden = plant(rng, n, k, m)
-        prompt = (
-            f"Find a satisfying assignment for the following {k}-SAT formula over variables x1..x{n}:\n"
-            f"{formula_text(clauses)}\n"
-            "Provide your answer as comma-separated assignments like `x1=True, x2=False, ...`, "
-            "or respond `UNSAT` if it has no solution."
-        )
+        prompt = self.template.render(k=k, n=n, formula=formula_text(clauses))
         return {
             "env": self.name,
             "task_id": f"sat-{self.split}-{seed}",

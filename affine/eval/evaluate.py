@@ -1,5 +1,9 @@
 """Evaluate one model on held-out tasks the way validators do: one user message, the env's own scorer.
 
+Queried as the validator queried miners: one user message (no system message of ours; the model's own chat template
+adds whatever it adds by default), greedy at ``evaluate.temperature`` 0, and with ``evaluate.max_new_tokens: null`` no
+token cap (see :func:`token_budget`).
+
 Held-out by construction: every env is built with ``split="eval"``, whose seeds / task ids are disjoint from the
 ``train`` split the collect and rl stages draw from (tested).  Single-turn tasks are generated in length-sorted
 batches; multi-turn AgentGym envs are played as batched episodes by the rollout engine.
@@ -15,7 +19,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from affine.config import Params
+from affine.chat import render_prompt
+from affine.config import Params, ParamsError
 from affine.envs.base import is_single_turn
 from affine.envs.options import build_env
 from affine.eval.metrics import build_results
@@ -45,15 +50,36 @@ def resolve_model(which: str, models_dir: str | Path = "models") -> tuple[str, P
     raise FileNotFoundError(f"no model to evaluate for {which!r}: none of {FALLBACK[which]} exists in {models_dir}")
 
 
+def token_budget(limit: int | None, context: int | None, used: int = 0, turns: int | None = None) -> int:
+    """New tokens per reply: ``limit``, or with ``limit`` None (the validator sent no cap) what the context leaves.
+
+    Single-turn: the context minus the longest prompt (``used``), so every reply may run to the context.  Multi-turn
+    episodes share the context over their turns and our engine needs one cap per turn: the context is split evenly
+    over ``turns`` + 1 (one share for the first prompt); ``used`` is ignored there.
+    """
+    if limit is not None:
+        return limit
+    if not context:
+        raise ParamsError("evaluate.max_new_tokens: null needs the model's context length (max_position_embeddings)")
+    room = context - used if turns is None else context // (turns + 1)
+    if room < 1:
+        raise ParamsError(f"evaluate.max_new_tokens: null leaves no room: prompts use {used} of {context} tokens")
+    return room
+
+
 def evaluate_single_turn(model: Any, tokenizer: Any, env: Any, n: int, params: Params) -> list[dict]:
     e = params.evaluate
     challenges = [env.sample(seed) for seed in range(n)]
     conversations = [[{"role": "user", "content": c["prompt"]}] for c in challenges]
+    longest = 0
+    if e.max_new_tokens is None:
+        rendered = [render_prompt(tokenizer, messages) for messages in conversations]
+        longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in rendered)
     completions = generate_chat(
         model,
         tokenizer,
         conversations,
-        max_new_tokens=e.max_new_tokens,
+        max_new_tokens=token_budget(e.max_new_tokens, _context(model), longest),
         batch_size=e.batch_size,
         temperature=e.temperature,
         progress=f"eval {env.name}",
@@ -74,12 +100,18 @@ def evaluate_single_turn(model: Any, tokenizer: Any, env: Any, n: int, params: P
     return rows
 
 
+def _context(model: Any) -> int | None:
+    return getattr(model.config, "max_position_embeddings", None)
+
+
 def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, params: Params) -> list[dict]:
     """``n`` held-out episodes played side by side (one env object each), batched turn by turn."""
     from affine.rollout import play
 
     e = params.evaluate
     envs = [build_env(env_name, params.envs, split="eval") for _ in range(n)]
+    turns = max(env.max_turns for env in envs)
+    max_new_tokens = token_budget(e.max_new_tokens, _context(model), turns=turns)
     episodes = []
     with tqdm(total=n, desc=f"eval {env_name}", unit="episode") as bar:
         for start in range(0, n, e.batch_size):
@@ -88,10 +120,10 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
                 model,
                 tokenizer,
                 [(env, start + i) for i, env in enumerate(chunk)],
-                max_new_tokens=e.max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 temperature=e.temperature,
                 max_turns=max(env.max_turns for env in chunk),
-                max_context=getattr(model.config, "max_position_embeddings", None),
+                max_context=_context(model),
                 prefill_tokens=params.base.prefill_tokens,
             )
             bar.update(len(chunk))

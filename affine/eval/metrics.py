@@ -19,18 +19,34 @@ Decisions (each one tested):
   when s = 0 or the upper bound to 1 when s = n.
 - n = 0 is a ``ValueError`` everywhere: an env without samples has no score, and silently reporting the prior would
   let an env that never ran look like an interval.
+- Four named rules decide who beats whom on an env (:data:`RULES`).  ``mean`` and ``interval`` are symmetric.
+  ``threshold`` (the validator's, December 2025) and ``challenger`` (affine-cortex, 2026) give the *earlier* model
+  seniority, so they need to know which of two models came first (``a_first``; an ``order`` of names for many):
+
+  * ``threshold``: on an env the later model wins only above ``prior + clamp((1 - prior) * 0.2, 0.02, 0.10)``
+    (capped at 1) of the earlier one's mean, else the earlier keeps it; one model dominates the other on a set of
+    envs when it wins every env of the set; the Pareto filter runs on every non-empty subset of the shared envs.
+  * ``challenger``: the later model (challenger) is *dominant* on an env above champion + 0.03 and *not worse* at
+    >= 0.98 x champion; it wins (takes all) when dominant on at least one env and not worse on every env.  Means are
+    taken over the tasks both completed when both results carry per-task scores (``tasks``), else over each one's
+    own tasks (the pipeline evaluates every model on the same task ids, so those agree).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from scipy.stats import beta as beta_dist
+RULES = ("mean", "interval", "threshold", "challenger")
+ORDERED_RULES = ("threshold", "challenger")  # the earlier model has seniority
 
-RULES = ("mean", "interval")
+# The validator's December-2025 threshold rule (AffineFoundation/affine scorer config) and the 2026 challenger rule.
+ERROR_RATE_REDUCTION, MIN_IMPROVEMENT, MAX_IMPROVEMENT = 0.2, 0.02, 0.10
+THRESHOLD_EPS = 1e-9  # the validator's float guard on "later > threshold"
+CHALLENGER_MARGIN, NOT_WORSE_RATIO = 0.03, 0.98
 
 # Envs whose validator score is always exactly 0 or 1 (see shared/affine-tasks.md and agentgym-envs.md).
 BINARY_ENVS = frozenset({"affine:sat", "affine:abd", "affine:ded", "agentgym:alfworld", "agentgym:textcraft"})
@@ -68,6 +84,8 @@ def jeffreys_interval(successes: float, n: int, level: float = 0.8) -> tuple[flo
         raise ValueError(f"successes must lie in [0, n={n}], got {successes}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
+    from scipy.stats import beta as beta_dist  # here, not at the top: the CLI imports this module for RULES
+
     a, b = 0.5 + successes, 0.5 + (n - successes)
     tail = (1.0 - level) / 2.0
     return float(beta_dist.ppf(tail, a, b)), float(beta_dist.ppf(1.0 - tail, a, b))
@@ -130,8 +148,37 @@ def common_envs(a: Mapping[str, Any], b: Mapping[str, Any], envs: Iterable[str] 
     return [e for e in ea if e in eb and (keep is None or e in keep)]
 
 
-def env_winner(ea: Mapping[str, Any], eb: Mapping[str, Any], rule: str = "mean") -> int:
-    """+1 if A wins this env, -1 if B wins, 0 if neither (tie, or overlapping intervals)."""
+def threshold_required(prior: float) -> float:
+    """The mean a later model must exceed to beat an earlier one whose mean is ``prior`` (the threshold rule)."""
+    gain = min(max((1.0 - prior) * ERROR_RATE_REDUCTION, MIN_IMPROVEMENT), MAX_IMPROVEMENT)
+    return min(prior + gain, 1.0)
+
+
+def _task_means(ea: Mapping[str, Any], eb: Mapping[str, Any]) -> tuple[float, float, int]:
+    """``(mean A, mean B, n)`` over the tasks both completed when both carry per-task ``tasks``; else their means."""
+    ta, tb = ea.get("tasks"), eb.get("tasks")
+    if not (isinstance(ta, Mapping) and isinstance(tb, Mapping)):
+        return float(ea["mean"]), float(eb["mean"]), min(int(ea["n"]), int(eb["n"]))
+    both = [t for t in ta if t in tb]
+    if not both:
+        return math.nan, math.nan, 0
+    return math.fsum(ta[t] for t in both) / len(both), math.fsum(tb[t] for t in both) / len(both), len(both)
+
+
+def challenger_env(champion: Mapping[str, Any], challenger: Mapping[str, Any]) -> tuple[bool, bool]:
+    """``(dominant, not_worse)`` of the challenger on one env; an env with no task both completed is neither."""
+    old, new, n = _task_means(champion, challenger)
+    if n == 0:
+        return False, False
+    return new > old + CHALLENGER_MARGIN, new >= NOT_WORSE_RATIO * old
+
+
+def env_winner(ea: Mapping[str, Any], eb: Mapping[str, Any], rule: str = "mean", a_first: bool = True) -> int:
+    """+1 if A wins this env, -1 if B wins, 0 if neither (tie, or overlapping intervals).
+
+    ``a_first`` matters only to the ordered rules: under ``threshold`` every env has a winner (the earlier model keeps
+    it unless the later one clears the threshold); ``challenger`` has no per-env winner (see :func:`challenge`).
+    """
     if rule == "mean":
         diff = float(ea["mean"]) - float(eb["mean"])
         return 0 if abs(diff) <= TIE_EPS else (1 if diff > 0 else -1)
@@ -141,33 +188,123 @@ def env_winner(ea: Mapping[str, Any], eb: Mapping[str, Any], rule: str = "mean")
         if float(eb["ci80_lower"]) > float(ea["ci80_upper"]):
             return -1
         return 0
+    if rule == "threshold":
+        earlier, later = (ea, eb) if a_first else (eb, ea)
+        later_wins = float(later["mean"]) > threshold_required(float(earlier["mean"])) + THRESHOLD_EPS
+        return (-1 if later_wins else 1) if a_first else (1 if later_wins else -1)
+    if rule == "challenger":
+        raise ValueError("the challenger rule has no per-env winner: use challenge() or dominates()")
     raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
 
 
+def challenge(champion: Mapping[str, Any], challenger: Mapping[str, Any], envs: Iterable[str] | None = None) -> dict:
+    """The challenger rule on the envs both have: ``{"dominant": [...], "worse": [...], "wins": bool}``."""
+    ec, en = _envs_of(champion), _envs_of(challenger)
+    dominant, worse = [], []
+    for env in common_envs(champion, challenger, envs):
+        is_dominant, not_worse = challenger_env(ec[env], en[env])
+        dominant += [env] if is_dominant else []
+        worse += [] if not_worse else [env]
+    shared = bool(common_envs(champion, challenger, envs))
+    return {"dominant": dominant, "worse": worse, "wins": shared and bool(dominant) and not worse}
+
+
 def dominates(
-    a: Mapping[str, Any], b: Mapping[str, Any], envs: Iterable[str] | None = None, rule: str = "mean"
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    envs: Iterable[str] | None = None,
+    rule: str = "mean",
+    a_first: bool = True,
 ) -> bool:
     """Does A Pareto-dominate B on the envs both have?
 
     ``rule="mean"`` (the recipe's): A >= B on every env and A > B on at least one.
-    ``rule="interval"`` (the validators'): on an env, X beats Y when X's 80 % lower bound exceeds Y's upper bound;
-    A dominates B when B wins no env and A wins at least one.  Unlike the validators (where the earlier miner keeps
-    ties), this is symmetric: neither model has seniority.  No common env -> False.
+    ``rule="interval"`` (the validators' until 2025-11): on an env, X beats Y when X's 80 % lower bound exceeds Y's
+    upper bound; A dominates B when B wins no env and A wins at least one.  Symmetric: neither model has seniority.
+    ``rule="threshold"``: A wins every shared env under the threshold rule (``a_first``: A is the earlier model).
+    ``rule="challenger"``: as challenger (A later) A wins; as champion (A earlier) B's challenge fails.
+    No common env -> False.
     """
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
+    if not common_envs(a, b, envs):
+        return False
+    if rule == "challenger":
+        return challenge(b, a, envs)["wins"] if not a_first else not challenge(a, b, envs)["wins"]
     ea, eb = _envs_of(a), _envs_of(b)
-    outcomes = [env_winner(ea[e], eb[e], rule) for e in common_envs(a, b, envs)]
+    outcomes = [env_winner(ea[e], eb[e], rule, a_first) for e in common_envs(a, b, envs)]
     return -1 not in outcomes and 1 in outcomes
 
 
-def pareto_frontier(results: Mapping[str, Mapping[str, Any]], rule: str = "mean") -> list[str]:
-    """Names of the results no other result dominates, in input order."""
+def seniority(results: Mapping[str, Any], order: Iterable[str] | None) -> dict[str, int]:
+    """Each name's place in ``order`` (earliest first); the input order when ``order`` is None."""
+    names = list(results) if order is None else list(order)
+    unknown = sorted(set(names) - set(results))
+    missing = [n for n in results if n not in names]
+    if unknown or missing or len(set(names)) != len(names):
+        raise ValueError(f"order must name every model once: unknown {unknown}, missing {missing}, given {names}")
+    return {name: i for i, name in enumerate(names)}
+
+
+def champion(results: Mapping[str, Mapping[str, Any]], order: Iterable[str] | None = None) -> tuple[str, list[dict]]:
+    """The challenger rule over many models: the earliest is champion, each later one challenges the reigning one.
+
+    Returns the final champion's name and one record per bout (``champion``, ``challenger`` and :func:`challenge`'s
+    fields).  Winner takes all, so there is one champion, not a frontier.
+    """
+    if not results:
+        raise ValueError("champion needs at least one result")
+    rank = seniority(results, order)
+    names = sorted(results, key=rank.__getitem__)
+    reigning, bouts = names[0], []
+    for name in names[1:]:
+        bout = {"champion": reigning, "challenger": name, **challenge(results[reigning], results[name])}
+        bouts.append(bout)
+        reigning = name if bout["wins"] else reigning
+    return reigning, bouts
+
+
+def pareto_frontier(
+    results: Mapping[str, Mapping[str, Any]],
+    rule: str = "mean",
+    envs: Iterable[str] | None = None,
+    order: Iterable[str] | None = None,
+) -> list[str]:
+    """Names of the results no other result dominates on ``envs`` (default: all shared), in input order.
+
+    Under ``challenger`` it is the one final champion (:func:`champion`).
+    """
+    if rule == "challenger":
+        return [champion(results, order)[0]] if results else []
+    rank = seniority(results, order) if rule in ORDERED_RULES else {n: 0 for n in results}
     return [
         name
         for name, r in results.items()
-        if not any(dominates(other, r, rule=rule) for o, other in results.items() if o != name)
+        if not any(
+            dominates(other, r, envs, rule, a_first=rank[o] < rank[name]) for o, other in results.items() if o != name
+        )
     ]
+
+
+def subset_survival(
+    results: Mapping[str, Mapping[str, Any]], order: Iterable[str] | None = None, max_envs: int = 10
+) -> dict[str, tuple[int, int]]:
+    """The threshold rule's Pareto filter on every non-empty subset of the envs all results share.
+
+    ``{name: (subsets where nobody dominates it, subsets)}``.  ``max_envs`` bounds the 2**k - 1 subsets.
+    """
+    names = list(results)
+    shared = (
+        [e for e in _envs_of(results[names[0]]) if all(e in _envs_of(r) for r in results.values())] if names else []
+    )
+    if len(shared) > max_envs:
+        raise ValueError(f"{len(shared)} shared envs make {2 ** len(shared) - 1} subsets; at most {max_envs} envs")
+    subsets = [c for k in range(1, len(shared) + 1) for c in itertools.combinations(shared, k)]
+    alive = dict.fromkeys(names, 0)
+    for subset in subsets:
+        for name in pareto_frontier(results, "threshold", subset, order):
+            alive[name] += 1
+    return {name: (alive[name], len(subsets)) for name in names}
 
 
 def build_results(

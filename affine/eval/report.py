@@ -26,15 +26,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from affine.eval.compare import (
-    MISSING,
-    all_envs,
-    dominance_lines,
-    fmt_cell,
-    fmt_num,
-    markdown_table,
-)
-from affine.eval.metrics import BINARY_ENVS, RULES, dominates, pareto_frontier
+from affine.eval.compare import MISSING, all_envs, fmt_cell, fmt_num, markdown_table, rule_lines
+from affine.eval.metrics import BINARY_ENVS, RULES, dominates
 
 STAGES = ("base", "sft", "rl")
 COLUMN_TITLES = {"base": "Base Model", "sft": "After SFT", "rl": "After RL", "baseline": "Baseline"}
@@ -48,7 +41,12 @@ ENV_TITLES = {
     "sciworld": "SciWorld",
     "textcraft": "TextCraft",
 }
-RULE_TITLES = {"mean": "recipe rule (means)", "interval": "validator rule (80 % intervals)"}
+RULE_TITLES = {
+    "mean": "recipe rule (means)",
+    "interval": "validator rule until 2025-11 (80 % intervals)",
+    "threshold": "validator rule, December 2025 (threshold over the earlier model, Pareto over env subsets)",
+    "challenger": "validator rule, 2026 (challenger vs champion, winner takes all)",
+}
 
 Result = dict[str, Any]
 
@@ -99,14 +97,19 @@ def _fmt(x: Any) -> str:
     return str(x) if isinstance(x, int) else fmt_num(x)
 
 
+def earliest_first(results: Mapping[str, Result]) -> list[str]:
+    """Earliest first, for the ordered rules: the baseline (an earlier revision's model), then base, SFT, RL."""
+    baselines = [m for m in results if m.startswith("baseline")]
+    return [*baselines, *(m for m in results if m not in baselines)]
+
+
 def _pareto_section(results: Mapping[str, Result]) -> list[str]:
     lines = ["## Pareto verdict", ""]
     if len(results) < 2:
         return [*lines, "Only one model has results: nothing to compare.", ""]
+    lines += [f"Ordered rules take the models as earliest first: {', '.join(earliest_first(results))}.", ""]
     for rule in RULES:
-        dom = dominance_lines(results, rule) or ["no model dominates another"]
-        lines += [f"**{RULE_TITLES[rule]}**:", "", *(f"- {d}" for d in dom)]
-        lines += [f"- Pareto frontier: {', '.join(pareto_frontier(results, rule))}", ""]
+        lines += [f"**{RULE_TITLES[rule]}**:", "", *rule_lines(results, rule, earliest_first(results)), ""]
     return lines
 
 
@@ -130,10 +133,10 @@ def _baseline_section(results: Mapping[str, Result], envs: list[str]) -> list[st
     lines += [markdown_table(header, rows), ""]
     for name, r in others.items():
         verdicts = []
-        for rule in RULES:
-            if dominates(r, baseline, rule=rule):
+        for rule in RULES:  # the baseline is the earlier model
+            if dominates(r, baseline, rule=rule, a_first=False):
                 verdicts.append(f"dominates the baseline ({rule} rule)")
-            elif dominates(baseline, r, rule=rule):
+            elif dominates(baseline, r, rule=rule, a_first=True):
                 verdicts.append(f"is dominated by the baseline ({rule} rule)")
             else:
                 verdicts.append(f"neither dominates ({rule} rule)")
