@@ -26,7 +26,6 @@ from affine.envs.agentgym.textcraft_tasks import (
     item_name,
     real_task,
     split_ids,
-    task_tree,
     tree,
 )
 from affine.envs.base import Shaping, Step, check_split
@@ -81,12 +80,11 @@ class TextCraft:
         max_turns: int = 20,
         difficulty: int = MAX_DEPTH,
         shaping: Shaping | None = None,
-        seed: int = 0,
     ):
         check_split(split)
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
-        self.split, self.max_turns, self.seed, self.difficulty = split, max_turns, seed, difficulty
+        self.split, self.max_turns, self.difficulty = split, max_turns, difficulty
         self.depth = min(max(1, difficulty), MAX_DEPTH)
         self.task_ids = split_ids(split, self.depth)  # the real ids this split uses (train: play them as they are)
         self.num_tasks = len(self.task_ids)
@@ -106,7 +104,7 @@ class TextCraft:
 
     def reset(self, task_id: int) -> str:
         self.task = real_task(self.data_idx(task_id))
-        self.engine = engine_template().start(task_tree(self.task), self.task.goal)
+        self.engine = engine_template().start(tree(), self.task.goal)
         self._met = set()
         self._turns, self._done, self._success = 0, False, False
         return self.task.first_observation

