@@ -118,6 +118,7 @@ def test_scripted_episode_rewards() -> None:
             -0.05,
             "Could not find enough items to craft minecraft:light_blue_dye",
         ),
+        ("get 0 blue orchid", 0.0, "Got 0 blue orchid"),  # accepted by the engine, but no progress
         ("get 1 blue orchid", 0.15, "Got 1 blue orchid"),
         ("get 3 blue orchid", 0.0, "Got 3 blue orchid"),  # the requirement already paid
         ("craft 1 light blue dye using 1 blue orchid", 1.0, "Crafted 1 minecraft:light_blue_dye"),
@@ -254,3 +255,19 @@ def test_bad_input_and_protocol() -> None:
         env.reset(-1)
     with pytest.raises(RuntimeError, match="reset"):
         TextCraft().step(act("inventory"))
+
+
+def test_collect_and_rl_draw_only_train_ids() -> None:
+    from affine.collect import agentgym_examples
+    from affine.config import parse_params
+    from affine.rl.loop import EnvPool
+    from affine.rl.ppo import plan_iteration
+
+    train = set(split_ids("train", 4))
+    params = parse_params({"collect": {"agentgym": {"environments": ["agentgym:textcraft"]}}})
+    rows = list(agentgym_examples("agentgym:textcraft", 6, params))
+    ids = [int(r["task_id"].rsplit("_", 1)[1]) for r in rows]
+    assert ids == [0, 1, 2, 3, 5, 6] and set(ids) <= train  # the item id is the real data_idx; 4 is held out
+    pool = EnvPool(lambda name, level: TextCraft(split="train"))
+    plan, groups, labels = plan_iteration(pool, ["agentgym:textcraft"], 40, 2, random.Random(0))
+    assert len(plan) == 80 and {task for _, task in plan} <= train and len({task for _, task in plan}) > 20

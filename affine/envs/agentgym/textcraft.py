@@ -53,19 +53,18 @@ INSTRUCTIONS = (
 
 @lru_cache(maxsize=1024)
 def requirements(goal: str) -> frozenset[str]:
-    """Every ingredient name (item id or tag) in any recipe of ``goal``'s tree; tags expand through their members."""
+    """Every ingredient name (item id or tag) in any recipe of ``goal``'s tree, and every member of each tag."""
     t, seen, todo = tree(), set(), [goal]
     while todo:
         name = todo.pop()
-        for recipe in t.itemid_recipes.get(name, []) if not t.is_tag(name) else []:
-            for ingredient in recipe.input_items:
-                n = ingredient.item_tag.name
-                if n not in seen:
-                    seen.add(n)
-                    todo += [n, *members().get(n, ())] if t.is_tag(n) else [n]
         if t.is_tag(name):
-            todo += [m for m in members().get(name, ()) if m not in seen]
-            seen |= set(members().get(name, ()))
+            nxt = list(members().get(name, ()))
+        else:
+            nxt = [i.item_tag.name for r in t.itemid_recipes.get(name, []) for i in r.input_items]
+        for n in nxt:
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
     return frozenset(seen)
 
 
@@ -152,7 +151,10 @@ class TextCraft:
     def _progress(self, action: str, observation: str) -> bool:
         """Whether a successful get/craft obtained an item meeting a requirement not met before."""
         if observation.startswith("Got "):
-            item = self.engine.item_str_to_obj(action.split(" ", 2)[2]).item_id
+            _, count, name = action.split(" ", 2)
+            if int(count) == 0:  # the engine accepts "get 0 x"; holding nothing meets nothing
+                return False
+            item = self.engine.item_str_to_obj(name).item_id
         elif observation.startswith("Crafted "):
             item = observation.split(" ", 2)[2]
         else:
