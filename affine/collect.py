@@ -72,17 +72,19 @@ def expert_episode(env: Any, task_id: int, max_turns: int) -> tuple[list[dict], 
 def agentgym_examples(name: str, count: int, params: Params) -> Iterator[dict]:
     env = build_env(name, params.envs, split="train")
     max_turns = params.collect.agentgym.max_episode_length
-    kept = task_id = 0
+    kept = tried = 0
     budget = count * 2 + 10
+    ids = getattr(env, "task_ids", None)  # an env with a finite task list names the ids its split uses
     with tqdm(total=count, desc=f"collect {name}", unit="ep") as bar:
-        while kept < count and task_id < budget:
+        while kept < count and tried < budget:
+            task_id = ids[tried % len(ids)] if ids else tried
             conversations, score, success = expert_episode(env, task_id, max_turns)
-            task_id += 1
+            tried += 1
             if not success:
                 continue
             kept += 1
             bar.update()
-            item_id = f"{name.split(':')[1]}_{task_id - 1}"
+            item_id = f"{name.split(':')[1]}_{task_id}"
             yield {"messages": to_messages(conversations), "env": name, "task_id": item_id, "score": score}
     if kept < count:
         log.warning("%s: the expert succeeded on only %d of %d episodes", name, kept, count)
