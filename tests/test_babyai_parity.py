@@ -1,0 +1,71 @@
+"""Replay of the real AgentGym BabyAI server's transcripts (``../shared/agentgym-real``): for task ids 0-39 the first
+observation, every step of an expert's action sequence (observation, reward, cumulative score, done) and the probe
+actions sent after a fresh reset must be byte-identical to what the real server answered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("minigrid")
+
+from affine.envs.agentgym.babyai import BabyAI  # noqa: E402
+
+TRANSCRIPTS = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "agentgym-real" / "babyai-real-transcripts-0-39.jsonl"
+)
+
+
+def _records() -> list[dict]:
+    if not TRANSCRIPTS.is_file():
+        pytest.skip(f"real-server transcripts absent ({TRANSCRIPTS}): ../shared is not checked out here")
+    return [json.loads(line) for line in TRANSCRIPTS.read_text().splitlines() if line.strip()]
+
+
+def _reply(action: str) -> str:
+    """What AgentGym's client makes of a reply: an empty action is what it sends when it finds no ``Action:``."""
+    return f"Thought:\nreplaying.\n\nAction:\n{action}" if action else "no action line"
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return _records()
+
+
+def test_transcripts_cover_all_40_levels(records: list[dict]) -> None:
+    assert [r["task_id"] for r in records] == list(range(40))
+    assert sum(len(r["steps"]) for r in records) > 200 and all(r["probes"] for r in records)
+
+
+def test_first_observations_and_steps_are_identical(records: list[dict]) -> None:
+    env = BabyAI(difficulty=2, max_turns=10_000)
+    for r in records:
+        assert env.reset(r["task_id"]) == r["first_observation"], r["task_id"]
+        assert env.level.split("-")[1] == r["level"].split("-")[1] and env.level_seed == r["seed"]
+        for k, real in enumerate(r["steps"]):
+            step = env.step(_reply(real["action"]))
+            where = f"task {r['task_id']} step {k} ({real['action']})"
+            assert step.observation == real["observation"], where
+            assert step.score == pytest.approx(real["reward"], abs=1e-12), where
+            assert step.info["server_score"] == pytest.approx(real["score"], abs=1e-9), where
+            assert step.done == real["done"] == step.info["success"], where
+
+
+def test_probe_actions_are_identical(records: list[dict]) -> None:
+    env = BabyAI(difficulty=2, max_turns=10_000)
+    for r in records:
+        env.reset(r["task_id"])
+        for probe in r["probes"]:  # sent one after another on one fresh reset
+            step = env.step(_reply(probe["action"]))
+            where = f"task {r['task_id']} probe {probe['action']!r}"
+            assert step.observation == probe["observation"], where
+            assert step.score == pytest.approx(probe["reward"], abs=1e-12) and step.done == probe["done"], where
+
+
+def test_a_changed_transcript_is_caught(records: list[dict]) -> None:
+    env = BabyAI(difficulty=2)
+    real = records[0]["first_observation"]
+    assert env.reset(0) == real and env.reset(0) != real.replace(".  There", ". There", 1)
+    assert env.reset(1) != real
