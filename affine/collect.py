@@ -76,6 +76,9 @@ def agentgym_examples(name: str, count: int, params: Params) -> Iterator[dict]:
     budget = count * 2 + 10
     with tqdm(total=count, desc=f"collect {name}", unit="ep") as bar:
         while kept < count and task_id < budget:
+            if not getattr(env, "used", lambda _: True)(task_id):  # an id of a level the env does not select
+                task_id, budget = task_id + 1, budget + 1
+                continue
             conversations, score, success = expert_episode(env, task_id, max_turns)
             task_id += 1
             if not success:

@@ -235,7 +235,7 @@ def test_task_ids_are_the_servers_data_idx() -> None:
     for k in range(400):
         idx = selected.data_idx(k)
         assert idx >= k and real_task(idx)[0] in SUPPORTED_LEVELS
-        assert (idx == k) == (real_task(k)[0] in SUPPORTED_LEVELS)
+        assert (idx == k) == (real_task(k)[0] in SUPPORTED_LEVELS) == selected.used(k)
     assert BabyAI(levels=["BossLevel"]).data_idx(39) == 78
     assert level_id(4) == level_id("GoToObjS6") == level_id("BabyAI-GoToObjS6-v0") == "BabyAI-GoToObjS6-v0"
     assert set(EASY_LEVELS) <= set(SUPPORTED_LEVELS) <= set(AGENTGYM_LEVELS)

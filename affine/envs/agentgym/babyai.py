@@ -137,6 +137,10 @@ class BabyAI(Expert):
         nxt = next((s for s in self._slots if s >= slot), self._slots[0] + 40)
         return idx - slot + nxt
 
+    def used(self, task_id: int) -> bool:
+        """Whether ``task_id`` plays its own real task (its level is selected); other ids repeat a later id's task."""
+        return self.data_idx(task_id) == task_id + (EVAL_BASE if self.split == "eval" else 0) + 40 * self.seed
+
     def task(self, task_id: int) -> tuple[str, int]:
         """(gym level id, minigrid seed) of ``task_id`` in this split."""
         return real_task(self.data_idx(task_id))

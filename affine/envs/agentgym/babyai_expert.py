@@ -158,7 +158,8 @@ class Expert:
                 around = [self._cells.get((x + dx, y + dy), 1) for dx, dy in VEC]
                 if sum(o is None for o in around) >= 3 and not any(getattr(o, "type", "") == "door" for o in around):
                     spots.add((x, y))
-            spots = spots or free
+            # boxed in (every free cell is on a path still to walk): any reachable free cell beats holding on
+            spots = spots or free or {c for c in reach if self._cells.get(c) is None} - {self._pose[0]}
             # never wall the agent off from what it must reach next (a drop spot that is the only way through)
             through = {c for c in self._cells if self._passable(c, locked=True)} | {self._pose[0]}
             spots = {c for c in spots if self._keeps_way(through - {c}, [wanted, *self._keep_clear])} or spots
