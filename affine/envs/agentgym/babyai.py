@@ -122,7 +122,6 @@ class BabyAI(Expert):
         if len(self._slots) != len(set(self.levels)):
             raise ValueError("levels must be AgentGym's 40 BabyAI levels (task ids are the server's data_idx)")
         self.instructions = INSTRUCTIONS
-        self._envs: dict[str, Any] = {}
         self._u: Any = None
         self._strict = False
         self.done = True
@@ -148,9 +147,9 @@ class BabyAI(Expert):
     def reset(self, task_id: int) -> str:
         idx = self.data_idx(task_id)
         level, seed = real_task(idx)
-        if level not in self._envs:
-            self._envs[level] = gym.make(level).unwrapped
-        self._u = self._envs[level]
+        # a fresh level per reset, as the server makes one: a reused minigrid 2.3.1 level can generate another mission
+        # for the same seed (state leaks between its resets; SynthSeq data_idx 196 after 36..156 does)
+        self._u = gym.make(level).unwrapped
         with contextlib.redirect_stdout(io.StringIO()):  # minigrid prints its rejection sampling
             obs, _ = self._u.reset(seed=seed)
         self.task_id, self.level, self.level_seed, self.real_idx = task_id, level, seed, idx
