@@ -5,13 +5,14 @@ actions sent after a fresh reset must be byte-identical to what the real server 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("minigrid")
 
-from affine.envs.agentgym.babyai import BabyAI  # noqa: E402
+from affine.envs.agentgym.babyai import INSTRUCTIONS, BabyAI  # noqa: E402
 
 TRANSCRIPTS = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "agentgym-real" / "babyai-real-transcripts-0-39.jsonl"
@@ -78,3 +79,28 @@ def test_a_changed_transcript_is_caught(records: list[dict]) -> None:
     real = records[0]["first_observation"]
     assert env.reset(0) == real and env.reset(0) != real.replace(".  There", ". There", 1)
     assert env.reset(1) != real
+
+
+def _grammar() -> list[re.Pattern[str]]:
+    """The action forms the instructions teach (``- <form> / <form>: ...`` lines), as regular expressions."""
+    slots = {"<color>": "[a-z]+", "<type>": "[a-z]+(?: door)?", "<n>": "[0-9]+"}
+    forms = []
+    for line in INSTRUCTIONS.split("Actions:\n")[1].split("\n"):
+        if line.startswith("- "):
+            for form in line[2:].split(":")[0].split(" / "):
+                for slot, pattern in slots.items():
+                    form = form.replace(slot, pattern)
+                forms.append(re.compile(form))
+    return forms
+
+
+def test_instructions_teach_exactly_the_servers_action_grammar(records: list[dict]) -> None:
+    grammar = _grammar()
+    taught = lambda action: any(form.fullmatch(action) for form in grammar)  # noqa: E731
+    menus = [r["first_observation"] for r in records] + [s["observation"] for r in records for s in r["steps"]]
+    actions = {a for menu in menus if "Available actions: " in menu for a in json.loads(menu.split("actions: ")[1])}
+    assert len(actions) > 50 and all(taught(a) for a in actions), sorted(a for a in actions if not taught(a))
+    kinds = {re.sub(r" [0-9]+$", "", a).split(" ")[0] for a in actions}
+    assert kinds >= {"turn", "move", "go", "pickup", "drop", "toggle", "check"}
+    rejected = [p["action"] for r in records for p in r["probes"] if "not recognized" in p["observation"]]
+    assert {"pick up red ball 1", "dance"} <= set(rejected) and not taught("pick up red ball 1") and not taught("dance")
