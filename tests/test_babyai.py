@@ -37,7 +37,7 @@ def play_expert(env: BabyAI, task_id: int) -> tuple[bool, list[str]]:
 
 
 def test_expert_solves_supported_train_tasks() -> None:
-    # train task k = real data_idx k: the first 80 ids cover every supported level twice (~5 s)
+    # train task k = real data_idx k: ids 0..79 hold every supported level twice (~5 s)
     env = BabyAI()
     assert env.levels == list(SUPPORTED_LEVELS)
     results = [play_expert(env, task_id)[0] for task_id in range(80) if real_task(task_id)[0] in SUPPORTED_LEVELS]
@@ -252,7 +252,8 @@ def test_task_ids_are_the_servers_data_idx() -> None:
 def test_train_and_eval_splits_are_disjoint() -> None:
     train, evaluation = BabyAI(split="train", difficulty=2), BabyAI(split="eval", difficulty=2)
     assert evaluation.data_idx(0) == EVAL_BASE and evaluation.task(0) == ("BabyAI-GoToRedBallGrey-v0", 1_000_000)
-    assert train.data_idx(NUM_TASKS - 1) < EVAL_BASE
+    assert train.data_idx(NUM_TASKS - 1) < EVAL_BASE and BabyAI(seed=3).data_idx(NUM_TASKS - 1) < EVAL_BASE
+    assert BabyAI(split="eval", seed=3).data_idx(NUM_TASKS - 1) >= EVAL_BASE
     assert not {train.task(i) for i in range(2000)} & {evaluation.task(i) for i in range(2000)}
     with pytest.raises(ValueError):
         BabyAI(split="test")
