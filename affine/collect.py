@@ -6,6 +6,7 @@ an expert episode must end in success — so SFT never learns from a wrong demon
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -69,15 +70,25 @@ def expert_episode(env: Any, task_id: int, max_turns: int) -> tuple[list[dict], 
     return conversations, (step.score if step else 0.0), success
 
 
+def _train_ids(env: object) -> Iterator[int]:
+    """The task ids an env's train split plays, in order: its finite task list (cycled) where it names one, else
+    0, 1, 2, ... without the ids it does not use (BabyAI ids of levels outside the selected ones)."""
+    ids = getattr(env, "task_ids", None)
+    if ids:
+        yield from itertools.cycle(ids)
+    used = getattr(env, "used", lambda _: True)
+    yield from (k for k in itertools.count() if used(k))
+
+
 def agentgym_examples(name: str, count: int, params: Params) -> Iterator[dict]:
     env = build_env(name, params.envs, split="train")
     max_turns = params.collect.agentgym.max_episode_length
     kept = tried = 0
     budget = count * 2 + 10
-    ids = getattr(env, "task_ids", None)  # an env with a finite task list names the ids its split uses
     with tqdm(total=count, desc=f"collect {name}", unit="ep") as bar:
-        while kept < count and tried < budget:
-            task_id = ids[tried % len(ids)] if ids else tried
+        for task_id in _train_ids(env):
+            if kept >= count or tried >= budget:
+                break
             conversations, score, success = expert_episode(env, task_id, max_turns)
             tried += 1
             if not success:
