@@ -63,7 +63,6 @@ EVAL_BASE = NUM_TASKS  # eval id k is the real data_idx EVAL_BASE + k (seeds 1e6
 COMPLETED = "\n The task is completed."
 NO_CHANGE = "No change in state."
 NOT_RECOGNIZED = "The action is not recognized. Please check valid actions."
-CLIENT_MULTIPLE_ACTIONS = "Error: Only one 'Action' is allowed per response. Please adjust your response."
 
 INSTRUCTIONS = (
     "You are an agent in a grid world of rooms and must accomplish the goal you are given. Every turn I describe "
@@ -179,7 +178,7 @@ class BabyAI(Expert):
         action = (parsed.action or "").lower().strip()
         valid, success, reward, real = bool(action), False, 0.0, self.score
         if parsed.error == MULTIPLE_ACTIONS:  # AgentGym's client answers this itself; the server never sees it
-            feedback, real = CLIENT_MULTIPLE_ACTIONS, 0.0
+            feedback, real = MULTIPLE_ACTIONS, 0.0
         else:
             feedback, success, valid = self._server_step(action, valid)
             real = self.score

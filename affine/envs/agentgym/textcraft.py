@@ -31,7 +31,6 @@ from affine.envs.agentgym.textcraft_tasks import (
 from affine.envs.base import Shaping, Step, check_split
 
 # AgentGym's TextCraft client answers a reply with several ``Action:`` lines itself, with this text and reward 0.
-CLIENT_MULTIPLE_ACTIONS = "Error: Only one 'Action' is allowed per response. Please adjust your response."
 _SUCCESS_PREFIXES = ("Got ", "Crafted ", "Inventory: ")
 MAX_DEPTH = 4  # the deepest goal in the real task list
 
@@ -120,7 +119,7 @@ class TextCraft:
         parsed = parse_single(reply)
         action = None if parsed.error == MULTIPLE_ACTIONS else (parsed.action or "")
         if action is None:
-            observation, env_reward, env_done = CLIENT_MULTIPLE_ACTIONS, 0, False
+            observation, env_reward, env_done = MULTIPLE_ACTIONS, 0, False
         else:
             observation, env_reward, env_done = self._engine_step(action)
         valid = observation.startswith(_SUCCESS_PREFIXES)
