@@ -13,7 +13,6 @@ from minigrid.core.world_object import Ball, Door, Key  # noqa: E402
 
 from affine.envs.agentgym.babyai import (  # noqa: E402
     AGENTGYM_LEVELS,
-    CLIENT_MULTIPLE_ACTIONS,
     EASY_LEVELS,
     EVAL_BASE,
     NUM_TASKS,
@@ -22,6 +21,7 @@ from affine.envs.agentgym.babyai import (  # noqa: E402
     level_id,
     real_task,
 )
+from affine.envs.agentgym.react import MULTIPLE_ACTIONS  # noqa: E402
 from affine.envs.base import Shaping, make  # noqa: E402
 
 
@@ -202,7 +202,7 @@ def test_bad_replies_are_answered_as_client_and_server_do() -> None:
         "I will just walk around.": "No change in state." + menu,  # the client sends the empty action
         "": "No change in state." + menu,
         "\x00\xff ][ Action:: ###": "No change in state." + menu,
-        "Action: turn left\nAction: turn right": CLIENT_MULTIPLE_ACTIONS,
+        "Action: turn left\nAction: turn right": MULTIPLE_ACTIONS,
         "Thought:\nhmm\n\nAction:\nfly to the moon": "The action is not recognized. Please check valid actions." + menu,
         "Action: pick up red ball 1": "The action is not recognized. Please check valid actions." + menu,
         "Action: drop": "You cannot drop the object, as you are not carrying anything." + menu,

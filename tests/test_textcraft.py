@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from affine.envs.agentgym.react import react
-from affine.envs.agentgym.textcraft import CLIENT_MULTIPLE_ACTIONS, TextCraft, requirements
+from affine.envs.agentgym.react import MULTIPLE_ACTIONS, react
+from affine.envs.agentgym.textcraft import TextCraft, requirements
 from affine.envs.agentgym.textcraft_expert import fetchable, fewest_actions, next_action
 from affine.envs.agentgym.textcraft_tasks import EVAL_EVERY, depth, real_goals, real_task, split_ids
 from affine.envs.base import MultiTurnEnv, Shaping, make
@@ -104,7 +104,7 @@ def test_server_rules_and_texts() -> None:
             assert step.reward == pytest.approx(pen)
     assert env.step("no action line").observation == "Could not execute "  # the client sends an empty action
     multi = env.step("Action: inventory\nAction: inventory")
-    assert multi.observation == CLIENT_MULTIPLE_ACTIONS and multi.reward == pytest.approx(pen)
+    assert multi.observation == MULTIPLE_ACTIONS and multi.reward == pytest.approx(pen)
 
 
 def test_scripted_episode_rewards() -> None:
