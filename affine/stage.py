@@ -9,8 +9,9 @@ from collections.abc import Callable
 from affine.chat import TemplateError
 from affine.config import ParamsError
 from affine.model import ModelError
+from affine.sandbox import SandboxUnavailable
 
-KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError)
+KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError, SandboxUnavailable)
 
 
 def setup_logging() -> None:

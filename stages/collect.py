@@ -5,11 +5,14 @@ from pathlib import Path
 
 from affine.collect import collect
 from affine.config import load_params
+from affine.sandbox import configure
 from affine.stage import run
 
 
 def main() -> None:
-    counts = collect(load_params(), "data/sft/examples.jsonl")
+    params = load_params()
+    configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
+    counts = collect(params, "data/sft/examples.jsonl")
     Path("metrics").mkdir(exist_ok=True)
     Path("metrics/collect.json").write_text(json.dumps({"examples": counts, "total": sum(counts.values())}, indent=2))
 

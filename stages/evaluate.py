@@ -4,12 +4,14 @@ import sys
 
 from affine.config import load_params
 from affine.eval.evaluate import evaluate
+from affine.sandbox import configure
 from affine.stage import run
 
 
 def main() -> None:
-    which = sys.argv[1]
-    evaluate(load_params(), which, "models", f"metrics/eval/{which}.json", f"data/eval/{which}.jsonl")
+    which, params = sys.argv[1], load_params()
+    configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
+    evaluate(params, which, "models", f"metrics/eval/{which}.json", f"data/eval/{which}.jsonl")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 from affine.checkpoints import content_hash, source_hash
 from affine.config import load_params
 from affine.rl.ppo import train_rl
+from affine.sandbox import configure
 from affine.stage import run
 
 
 def main() -> None:
     params = load_params()
+    configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
     fingerprint = {
         "params": params.model_dump(include={"base", "envs", "rl", "sft"}),
         "policy_sha256": content_hash("models/sft"),
