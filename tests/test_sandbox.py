@@ -243,3 +243,40 @@ def test_fails_closed_when_the_mode_cannot_be_set_up(monkeypatch):
     monkeypatch.setattr(runner, "_current", SETUP)
     assert run_program("print(6 * 7)").stdout == "42\n"
     assert_host_clean()
+
+
+def test_none_mode_is_affines_bare_executor_and_only_by_name(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="affine.sandbox"):
+        setup = sandbox.configure(isolation="none")
+    try:
+        assert sandbox.protections(setup.isolation) == ("clean_env", "rlimits")
+        assert any("'none' was asked for" in r.getMessage() for r in caplog.records)
+        result = run_program("print(int(input()) + 1)\nexit()", "41")
+        assert (result.stdout, result.isolation) == ("42\n", "none")
+        hog = run_program("x = bytearray(1 << 30)\n")  # Affine's RLIMIT_AS of 512 MiB per process
+        assert "MemoryError" in hog.stderr
+    finally:
+        sandbox.configure()
+
+
+def test_cgroup_v2_files_are_written_as_the_kernel_expects(tmp_path: Path):
+    from affine.sandbox import host
+
+    parent = tmp_path / "delegated"
+    (parent / "affine").mkdir(parents=True)
+    (parent / "cgroup.controllers").write_text("cpu memory pids\n")
+    (parent / "cgroup.subtree_control").write_text("")
+    (parent / "affine" / "cgroup.subtree_control").write_text("memory")
+    groups = host.Cgroups(str(parent / "affine"))
+    assert groups.version == 2 and (parent / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    assert (parent / "affine" / "cgroup.subtree_control").read_text() == "+pids +cpu"
+    run = groups.create(SETUP.slot, memory_bytes=512 << 20, max_tasks=512, cores=1.0)
+    (d,) = run.dirs
+    assert d.name.startswith(f"s{SETUP.slot.index}-{os.getpid()}-")
+    assert [(d / f).read_text() for f in ("memory.max", "pids.max", "cpu.max")] == ["536870912", "512", "100000 100000"]
+    (d / "cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\n")
+    assert run.cpu_seconds() == 1.5 and run.procs_files == [str(d / "cgroup.procs")]
+    with pytest.raises(sandbox.SandboxUnavailable, match="no cgroup hierarchy"):
+        host.Cgroups(str(tmp_path / "nowhere" / "affine"))

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
 import time
@@ -33,7 +34,7 @@ def test_no_weaker_mode_exists_and_uid_ranges_are_per_caller():
     assert sandbox.MODES == ("namespaces", "none")  # no user-namespace mode, no automatic choice
     code = (
         "import time; from affine.sandbox import host\n"
-        "s = host.Slot(4096, 3_000_000); print(s.index, s.uids.start, flush=True); time.sleep(3)\n"
+        "s = host.Slot(4096, 5_000_000); print(s.index, s.uids.start, flush=True); time.sleep(3)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     others = [subprocess.Popen([sys.executable, "-c", code], stdout=-1, text=True, env=env) for _ in range(2)]
@@ -258,22 +259,30 @@ def test_a_killed_callers_work_dir_and_cgroup_are_removed_at_the_next_start():
 
 
 # --- row 8: host packages ---------------------------------------------------------------------------------------
-def test_host_site_packages_and_usr_local_are_not_visible():
+@pytest.mark.parametrize("python", ["auto", "host"])
+def test_host_site_packages_and_usr_local_are_not_visible(python):
     import numpy
 
-    site = os.path.dirname(os.path.dirname(numpy.__file__))
+    venv = os.path.dirname(os.path.dirname(numpy.__file__))
+    base = sysconfig.get_path("purelib", vars={"base": sys.base_prefix, "platbase": sys.base_prefix})
+    paths = [venv, base, "/usr/local/lib/python3.11/site-packages", "/usr/lib/python3/dist-packages"]
     attack = prog(f"""
         import os, sys
-        sys.path[:0] = [{site!r}, "/usr/local/lib/python3.11/site-packages", "/usr/lib/python3/dist-packages"]
+        sys.path[:0] = {paths!r}
         for name in ("numpy", "requests", "torch", "affine"):
             try:
                 __import__(name)
                 print("IMPORTED", name)
             except ImportError:
                 print("MISSING", name)
-        print(os.listdir("/usr/local"), os.path.exists({site!r}))
+        print(os.listdir("/usr/local"), os.path.exists({venv!r}))
     """)
-    result = run_program(attack)
+    try:
+        if python == "host":  # the fallback interpreter: its own site-packages (numpy, requests here) is masked
+            sandbox.configure(python=os.path.realpath(sys.executable))
+        result = run_program(attack)
+    finally:
+        sandbox.configure()
     assert result.stdout.splitlines() == [*(f"MISSING {n}" for n in ("numpy", "requests", "torch", "affine")),
                                           "[] False"], result  # fmt: skip
     assert_host_clean()

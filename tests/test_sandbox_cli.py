@@ -105,3 +105,14 @@ def test_sandbox_run_reports_a_cpu_limit_kill_as_a_timeout(tmp_path: Path, capsy
     params.write_text("sandbox:\n  isolation: userns\n")
     assert cli.main(["sandbox", "run", str(program), "--params", str(params)]) == 2
     assert "sandbox.isolation" in capsys.readouterr().err
+
+
+def test_a_stage_stops_with_one_line_when_the_sandbox_cannot_be_set_up(capsys):
+    from affine import sandbox
+    from affine.stage import run
+
+    with pytest.raises(SystemExit) as stop:
+        run(lambda: sandbox.configure(packages=["no_such_pkg"]))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: sandbox.packages: 'no_such_pkg' is not installed") and err.count("\n") == 1

@@ -90,7 +90,7 @@ class Setup:
     site_packages: str | None = None
     cgroup_parent: str | None = None
     slots: int = 4096
-    uid_base: int = 3_000_000
+    uid_base: int = 5_000_000  # above the 3,000,000 + pid-based ranges of the sandbox before slots
     interp: interpreter.Interpreter | None = field(default=None, repr=False)
     slot: host.Slot | None = field(default=None, repr=False)
     cgroups: host.Cgroups | None = field(default=None, repr=False)
