@@ -280,3 +280,20 @@ def test_cgroup_v2_files_are_written_as_the_kernel_expects(tmp_path: Path):
     assert run.cpu_seconds() == 1.5 and run.procs_files == [str(d / "cgroup.procs")]
     with pytest.raises(sandbox.SandboxUnavailable, match="no cgroup hierarchy"):
         host.Cgroups(str(tmp_path / "nowhere" / "affine"))
+
+
+def test_a_forked_caller_takes_its_own_uid_range():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child configures afresh: a new slot, not the parent's
+        try:
+            child = sandbox.configure()
+            ok = child.slot.index != SETUP.slot.index and run_program("print(1)").stdout == "1\n"
+            os.write(write, b"ok" if ok else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 16) == b"ok"
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert run_program("print(2)").stdout == "2\n"

@@ -85,7 +85,8 @@ def remove_stale_work_dirs(slot: Slot) -> int:
     removed = 0
     for entry in Path(tempfile.gettempdir()).glob("affine-sbx-s*"):
         index = _slot_of(entry.name)
-        if index is not None and slot.is_dead(index) and entry.is_dir() and not entry.is_symlink():
+        own_live = entry.name.startswith(f"affine-sbx-s{slot.index}-{slot.pid}-")  # this process's runs in flight
+        if index is not None and not own_live and slot.is_dead(index) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
     return removed

@@ -101,6 +101,16 @@ _setup_lock = threading.Lock()
 _setups: dict[tuple, Setup] = {}
 _current: Setup | None = None
 _slot: host.Slot | None = None  # one uid range per process, whatever is reconfigured
+_free_uids: queue.SimpleQueue = queue.SimpleQueue()  # of that range, shared by every setup of the process
+
+
+def _forget_after_fork() -> None:
+    """A forked child (a DataLoader worker, say) takes its own uid range: sharing the parent's would mix runs."""
+    global _setup_lock, _setups, _current, _slot, _free_uids
+    _setup_lock, _setups, _current, _slot, _free_uids = threading.Lock(), {}, None, None, queue.SimpleQueue()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def configure(
@@ -130,14 +140,16 @@ def configure(
                     "without them ask for the unprotected mode by name: sandbox.isolation: none"
                 )
             seccomp.filter_bpf()
+            first = _slot is None
             _slot = _slot or host.Slot(setup.slots, setup.uid_base)
             setup.slot, setup.cgroups = _slot, host.Cgroups(cgroup_parent)
+            if first:
+                for uid in _slot.uids:
+                    _free_uids.put(uid)
             stale = host.remove_stale_work_dirs(_slot) + setup.cgroups.remove_stale(_slot)
             if stale:
                 log.info("sandbox: removed %d work dirs/cgroups left by dead callers", stale)
-            setup.free_uids = queue.SimpleQueue()
-            for uid in _slot.uids:
-                setup.free_uids.put(uid)
+            setup.free_uids = _free_uids
         try:
             probe = _run_checked("print(exit.__class__.__name__)", "", Limits(wall_s=20.0), setup, attempts=1)
         except SandboxUnavailable as exc:
