@@ -245,6 +245,24 @@ class EvaluateParams(Section):
     baseline: str | None = None
 
 
+class SandboxParams(Section):
+    """How model-written programs run (see affine.sandbox): checked by a probe run when a stage starts."""
+
+    isolation: Literal["namespaces", "none"] = "namespaces"  # "none": Affine's bare rlimits, only if asked by name
+    python: str = Field("auto", min_length=1)  # auto: the validator's 3.12 where installed, else the host's
+    packages: list[str] = []  # importable third-party packages (the validator's image: [numpy]); none by default
+    site_packages: str | None = None  # where those come from (default: that interpreter's own site-packages)
+    cgroup_parent: str | None = None  # a delegated cgroup v2 directory for runs (default: v1 hierarchies or v2 root)
+
+    @field_validator("packages")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not n.isidentifier()]
+        if bad:
+            raise ValueError(f"not importable package names: {bad}")
+        return names
+
+
 class Params(Section):
     base: BaseParams = BaseParams()
     envs: EnvsParams = EnvsParams()
@@ -252,6 +270,7 @@ class Params(Section):
     sft: SFTParams = SFTParams()
     rl: RLParams = RLParams()
     evaluate: EvaluateParams = EvaluateParams()
+    sandbox: SandboxParams = SandboxParams()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -12,8 +12,9 @@ import yaml
 from affine.chat import TemplateError
 from affine.config import Params, ParamsError, load_params, parse_params
 from affine.model import ModelError
+from affine.sandbox import SandboxUnavailable
 
-KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError)
+KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError, SandboxUnavailable)
 
 log = logging.getLogger(__name__)
 
