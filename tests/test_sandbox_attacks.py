@@ -34,10 +34,11 @@ def test_no_weaker_mode_exists_and_uid_ranges_are_per_caller():
     assert sandbox.MODES == ("namespaces", "none")  # no user-namespace mode, no automatic choice
     code = (
         "import time; from affine.sandbox import host\n"
-        "s = host.Slot(4096, 5_000_000); print(s.index, s.uids.start, flush=True); time.sleep(3)\n"
+        "import sys; s = host.Slot(4096, 5_000_000); print(s.index, s.uids.start, flush=True); sys.stdin.read()\n"
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    others = [subprocess.Popen([sys.executable, "-c", code], stdout=-1, text=True, env=env) for _ in range(2)]
+    # each holds its range until its stdin closes, so all three are alive however slowly the machine runs
+    others = [subprocess.Popen([sys.executable, "-c", code], stdin=-1, stdout=-1, text=True, env=env) for _ in range(2)]
     try:
         starts = {SETUP.slot.uids.start} | {int(p.stdout.readline().split()[1]) for p in others}
     finally:

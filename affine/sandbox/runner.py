@@ -22,6 +22,7 @@ from affine.sandbox import boot, host, interpreter, seccomp
 from affine.sandbox.host import SandboxUnavailable
 
 log = logging.getLogger("affine.sandbox")
+_CLEANUP_TIMEOUT_S = 30.0  # a hang guard for a killed run's exit, not a limit: cleanup normally takes milliseconds
 
 _PROTECTIONS = {
     "namespaces": (
@@ -294,10 +295,13 @@ def _run_once(program: str, stdin: str, limits: Limits, setup: Setup) -> tuple[R
         for fd in (status_r, status_w):
             if fd >= 0:
                 os.close(fd)
-        if group is not None and not group.remove():
-            log.warning("sandbox: could not remove cgroup %s", group.dirs[0])
+        # On a loaded machine a killed tree can take seconds to exit (freeing hundreds of MiB): wait for it (the
+        # timeout is only a hang guard) so that nothing of this run outlives the call.
+        removed = group is None or group.remove(timeout=_CLEANUP_TIMEOUT_S)
+        if not removed:
+            log.warning("sandbox: could not remove cgroup %s; its uid is retired", group.dirs[0])
         shutil.rmtree(work, ignore_errors=True)
-        if jailed:
+        if jailed and removed:  # a uid whose processes may still live is never handed to the next run
             setup.free_uids.put(uid)
     code = proc.returncode
     code = 128 - code if 128 < code < 160 else code
