@@ -28,6 +28,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from affine.threads import available_cpus, choose_threads, measure_free_cpus  # noqa: E402
+
 # (label, torch threads, OMP_WAIT_POLICY or None)
 VARIANTS = (("1 thread", 1, None), ("2 threads", 2, None), ("2 threads, passive wait", 2, "PASSIVE"))
 
@@ -39,13 +43,11 @@ def worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.model == "tiny":
-        sys.path.insert(0, str(ROOT / "tests"))
         from transformers import LlamaConfig, LlamaForCausalLM
 
         config = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2)
         model = LlamaForCausalLM(config)
     else:
-        sys.path.insert(0, str(ROOT))
         from affine.model import load_model
 
         model, _ = load_model(args.model)
@@ -130,6 +132,9 @@ def main() -> None:
         try:
             time.sleep(1.0 if burners else 0.0)
             results[load] = {"load_avg_1m_start": round(os.getloadavg()[0], 2)}
+            free = measure_free_cpus(available_cpus())
+            # what a stage starting now would pick with base.num_threads: auto (OMP_NUM_THREADS aside)
+            results[load]["auto"] = {"free_cpus": free, "threads": choose_threads("auto", {}, cpus, free)[0]}
             for label, threads, policy in VARIANTS:
                 results[load][label] = run_variant(args, threads, policy)
             results[load]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)

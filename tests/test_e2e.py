@@ -65,7 +65,10 @@ def test_dvc_repro_end_to_end(tmp_path):
     sh(["git", "add", "-A"], tmp_path)  # dvclive needs a repository with a commit, as any clone of this one has
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], tmp_path)
     env_python = Path(sys.executable).parent
-    sh(["bash", "-c", f"PATH={env_python}:$PATH {sys.executable} -m dvc repro"], tmp_path)
+    log = sh(["bash", "-c", f"PATH={env_python}:$PATH {sys.executable} -m dvc repro 2>&1"], tmp_path)
+    (tmp_path / "repro.log").write_text(log)  # per-stage times: bench/bench_pipeline.py --log <this file>
+    assert log.count("torch threads: ") == log.count("Running stage") == 8, "every stage logs its thread choice"
+    assert "checkpointing` is deprecated" not in log, "stage logs use transformers' current checkpointing names"
 
     for model in ("base", "sft", "rl"):
         result = json.loads((tmp_path / "metrics/eval" / f"{model}.json").read_text())

@@ -167,6 +167,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from affine.config import parse_params
 from affine.sft import train_sft
+from affine.threads import configure_threads
 
 class HoldAfterFirstSave(TrainerCallback):
     # the first run stops making progress once a checkpoint is complete, and says so: the test kills it then,
@@ -176,6 +177,7 @@ class HoldAfterFirstSave(TrainerCallback):
         time.sleep(3600)
 
 p = parse_params(json.loads(sys.argv[1]))
+configure_threads(p.base.num_threads)  # as stages/sft.py does at start
 hold = [HoldAfterFirstSave()] if len(sys.argv) > 7 else []
 s = train_sft(p, sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], callbacks=hold)
 print("SUMMARY" + json.dumps(s))
