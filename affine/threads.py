@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ def free_cpus(cpus: Iterable[int], before: dict[int, tuple[int, int]], after: di
 def measure_free_cpus(cpus: Iterable[int], seconds: float = SAMPLE_S) -> float | None:
     """Idle CPUs among ``cpus`` over ``seconds`` (this process sleeps meanwhile); None where /proc/stat is absent."""
     try:
-        before = cpu_times(open("/proc/stat").read())
+        before = cpu_times(Path("/proc/stat").read_text())
         time.sleep(seconds)
-        after = cpu_times(open("/proc/stat").read())
+        after = cpu_times(Path("/proc/stat").read_text())
     except (OSError, ValueError):
         return None
     return free_cpus(cpus, before, after) if before and after else None
