@@ -40,7 +40,10 @@ def run_guarded(cmd: list[str], timeout: float = HANG_GUARD_S, **kwargs) -> subp
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_group(proc)
-            stdout, stderr = proc.communicate()
+            try:
+                stdout, stderr = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:  # something that left the group still holds the pipes open
+                stdout, stderr = "", "(no output: a process outside the group kept the pipes open)"
             pytest.fail(f"{cmd[:3]}... hung for {timeout:.0f} s (hang guard), killed:\n{(stderr or '')[-2000:]}")
         except BaseException:
             kill_group(proc)
