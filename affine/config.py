@@ -53,6 +53,16 @@ class BaseParams(Section):
     # generation (evaluation and RL rollouts): prefill in groups of rows of at most this many prompt tokens; None =
     # the whole batch in one forward (best on a GPU; on a CPU smaller groups stay in cache, see affine.generation)
     prefill_tokens: int | None = Field(None, ge=1)
+    # torch CPU threads in every stage: auto = OMP_NUM_THREADS if set, else every CPU in the affinity mask (see
+    # affine.threads); a machine setting, not a DVC param (it changes speed, not what a stage computes)
+    num_threads: Literal["auto"] | int = "auto"
+
+    @field_validator("num_threads", mode="before")
+    @classmethod
+    def _threads(cls, value: object) -> object:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"must be 'auto' or a positive integer, got {value!r}")
 
     @model_validator(mode="after")
     def _one_quantization(self) -> BaseParams:
