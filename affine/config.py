@@ -101,6 +101,17 @@ class EnvsParams(Section):
     invalid_penalty: float = Field(-0.05, le=0)
     timeout_penalty: float = Field(-0.2, le=0)
 
+    @model_validator(mode="after")
+    def _backends(self) -> EnvsParams:
+        # SciWorld runs the real ScienceWorld unless `agentgym` is asked for (the field's "simulator" default means
+        # "the env's own default" there); `scienceworld` exists only for SciWorld.
+        for env, p in self.agentgym.items():
+            if env == "sciworld" and p.backend == "simulator" and "backend" in p.model_fields_set:
+                raise ValueError("agentgym.sciworld.backend: no simulator; use scienceworld (default) or agentgym")
+            if env != "sciworld" and p.backend == "scienceworld":
+                raise ValueError(f"agentgym.{env}.backend: scienceworld is only for sciworld")
+        return self
+
 
 class CollectAffine(Section):
     num_samples: int = Field(10000, ge=0)
