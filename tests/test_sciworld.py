@@ -5,6 +5,7 @@ skipped, saying why, where the ``scienceworld`` package or Java is absent."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 
 import pytest
@@ -104,6 +105,19 @@ def test_task_table_is_the_real_servers(raw) -> None:
 
 
 @needs_real
+def test_instructions_teach_only_actions_the_engine_parses(raw) -> None:
+    line = next(text for text in SciWorld.instructions.split("\n") if text.startswith("open OBJ"))
+    forms = [re.sub(r" \(.*\)$", "", form.strip()) for form in line.split("|")]
+    assert len(forms) == 26 and "use OBJ on OBJ" in forms and "put down OBJ" in forms
+    raw.load("boil", 0, "")
+    raw.step("look around")  # the hallway: a picture, air, closed doors
+    for form in forms:
+        action = form.replace("OBJ", "picture", 1).replace("OBJ", "air").replace("LOC", "kitchen")
+        assert raw.step(action)[0] != NO_MATCH, action
+    assert raw.step("use picture")[0] == NO_MATCH  # why "use OBJ" alone is not taught
+
+
+@needs_real
 def test_first_observation_and_steps_are_the_servers() -> None:
     """What the AgentGym server would send (wrapper ``load``/``step``) equals what our env shows."""
     from scienceworld import ScienceWorldEnv
@@ -159,8 +173,11 @@ def test_malformed_replies_wrong_focus_and_penalties() -> None:
 @needs_real
 def test_truncation_closes_the_jvm_and_expert_rejoins_after_a_detour() -> None:
     env = SciWorld(split="eval", max_turns=3)
-    env.reset(7)
+    first = env.reset(7)
+    unfinished = env.engine.pid
+    assert env.reset(7) == first  # a fresh JVM draws the same world again; the unfinished episode's JVM is gone
     pid = env.engine.pid
+    assert pid != unfinished and not alive(unfinished)
     env.step(act("look around"))  # a detour first: the expert replays it before generating the gold path
     reply = env.expert_reply()
     assert "Action:\n" in reply and env.history == ["look around"]

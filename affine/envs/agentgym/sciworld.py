@@ -31,13 +31,14 @@ from affine.envs.base import Shaping, Step, check_split
 
 __all__ = ["NO_MATCH", "SciWorld"]
 
-# The action grammar ScienceWorld's parser accepts (its action templates; ``reset task`` is left out on purpose).
+# The action grammar ScienceWorld's parser accepts, in the forms its gold paths use (checked against the engine:
+# ``use OBJ`` without ``on OBJ`` is rejected; ``reset task`` is accepted but left out on purpose).
 INSTRUCTIONS = (
     "You are an agent in ScienceWorld, a text world of rooms, objects and simple science. Each turn you get an "
     "observation and reply with one action toward the task.\n"
     "Actions (OBJ and LOC are names as the observations print them; a bare number such as 0 answers a "
     "'Please enter the number' question):\n"
-    "open OBJ | close OBJ | activate OBJ | deactivate OBJ | connect OBJ to OBJ | disconnect OBJ | use OBJ | "
+    "open OBJ | close OBJ | activate OBJ | deactivate OBJ | connect OBJ to OBJ | disconnect OBJ | "
     "use OBJ on OBJ | look around | look at OBJ | look in OBJ | read OBJ | move OBJ to OBJ | pick up OBJ | "
     "put down OBJ | pour OBJ into OBJ | dunk OBJ into OBJ | mix OBJ | go to LOC | eat OBJ | flush OBJ | "
     "focus on OBJ | wait (10 time steps) | wait1 (1 time step) | examine OBJ | task (repeat the task) | inventory\n"
@@ -83,8 +84,8 @@ class SciWorld:
     def reset(self, task_id: int) -> str:
         kind, self.variation = resolve(self.split, task_id)
         self.task_id, self.family, self.data_idx = task_id, kind.name, data_idx(self.split, task_id)
-        if self.engine is None or self.engine.closed:
-            self.engine = Engine()
+        self.close()  # an episode left unfinished (e.g. cut at the model's context) still holds its JVM
+        self.engine = Engine()
         gold = self.split == "train"
         self.task, look = self.engine.load(kind.name, self.variation, gold=gold)
         self.turn, self.score, self._done, self.history, self._gold_i = 0, 0.0, False, [], 0
