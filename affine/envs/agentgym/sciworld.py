@@ -124,7 +124,10 @@ class SciWorld:
             engine.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # at interpreter exit py4j may already be gone; its JVM dies with this process anyway
+            pass
 
     # -- expert ---------------------------------------------------------------------------------------------------
     def _load_gold(self) -> list[str]:
