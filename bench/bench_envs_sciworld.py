@@ -3,9 +3,9 @@
 Why: collect keeps only the expert's successful episodes and RL/eval reset a JVM per episode, so we need to know
 which task types the gold-path expert can finish within the eval round limit (30) and what an episode costs.
 "Covered" = the variation's gold path has at most ``max_turns`` actions; success is counted over covered variations
-(and reported over all).  Task ids ``0 .. 23*per_type-1`` of the chosen split hit every task type ``per_type``
-times (ids interleave the types), at spread-out variations.  Timings include the JVM start, the load with the gold
-path, and every step.  Writes ``bench/results/envs_sciworld.json`` and prints one line.
+(and reported over all).  Every task type gets ``per_type`` episodes at distinct variations spread evenly over the
+split (ids interleave the types: id ``k + 23 * i`` is type ``k``'s ``i``-th variation).  Timings include the JVM
+start, the load with the gold path, and every step.  Writes ``bench/results/envs_sciworld.json`` and prints one line.
 Usage: ``python bench/bench_envs_sciworld.py [--per-type N] [--split train|eval] [--max-turns 30]``.
 """
 
@@ -40,15 +40,15 @@ def main() -> None:
     }
     turns = 0
     start = time.perf_counter()
-    # spread the variations: type k's j-th episode is task id k + 23 * (j * stride)
-    stride = 7
     for j in range(args.per_type):
-        for k in range(n_types):
-            task_id = k + n_types * j * stride
+        for k, kind in enumerate(task_types()):
+            # type k's j-th episode: distinct variations spread evenly over the split's range
+            task_id = k + n_types * (j * len(kind.split_variations(args.split)) // args.per_type)
             env.reset(task_id)
             row = per[env.family]
             covered = env.expert_covers()
             row["gold_lengths"].append(len(env._gold or []))
+            row.setdefault("variations", []).append(env.variation)
             while not (step := env.step(env.expert_reply())).done:
                 pass
             row["episodes"] += 1
