@@ -144,11 +144,18 @@ class EnvsParams(Section):
     timeout_penalty: float = Field(-0.2, le=0)
 
     @model_validator(mode="after")
-    def _known_agentgym_envs(self) -> EnvsParams:
+    def _agentgym_envs(self) -> EnvsParams:
         known = [name.split(":", 1)[1] for name in AGENTGYM_ENVS]
         unknown = sorted(set(self.agentgym) - set(known))
         if unknown:
             raise ValueError(f"agentgym: unknown env {', '.join(unknown)}; known: {', '.join(known)}")
+        # SciWorld runs the real ScienceWorld unless `agentgym` is asked for (the field's "simulator" default means
+        # "the env's own default" there); `scienceworld` exists only for SciWorld.
+        for env, p in self.agentgym.items():
+            if env == "sciworld" and p.backend == "simulator" and "backend" in p.model_fields_set:
+                raise ValueError("agentgym.sciworld.backend: no simulator; use scienceworld (default) or agentgym")
+            if env != "sciworld" and p.backend == "scienceworld":
+                raise ValueError(f"agentgym.{env}.backend: scienceworld is only for sciworld")
         return self
 
 
