@@ -29,6 +29,8 @@ from affine.envs.agentgym.react import react
 from affine.envs.agentgym.sciworld_real import INVALID_PREFIXES, NO_MATCH, Engine, check_available, data_idx, resolve
 from affine.envs.base import Shaping, Step, check_split
 
+server_task_id = data_idx  # (split, our task id) -> the AgentGym server's index, for `backend: agentgym`
+
 __all__ = ["NO_MATCH", "SciWorld"]
 
 # The action grammar ScienceWorld's parser accepts, in the forms its gold paths use (checked against the engine:
