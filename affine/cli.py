@@ -253,6 +253,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--diffs", type=int, nargs="?", const=400, default=0, help="print the first differing texts")
     p.add_argument("--out", help="write one JSON line per task (both texts of each first difference)")
     p.set_defaults(func=cmd_parity)
+
     p = sub.add_parser("export", help="a trained model + model card, ready to upload to the Hugging Face Hub")
     p.add_argument("model", help="a model folder: models/rl, models/sft (adapters) or a full model")
     p.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier export)")
