@@ -51,8 +51,13 @@ def generate_ids(
     """Sample continuations of token-id prompts; each cut after its first eos (kept).  Input order is kept.
 
     Longest prompts first so each chunk pads little; new tokens share a column (left padding, or the layout of
-    :func:`affine.prefill.layout`); the model's KV cache is used inside each ``generate`` call.
+    :func:`affine.prefill.layout`); the model's KV cache is used inside each ``generate`` call.  ``model`` may be
+    an engine instead (:class:`affine.engine.VLLMEngine`, ``base.engine: vllm``): the prompts go to it as they are.
     """
+    if hasattr(model, "generate_token_ids"):
+        return model.generate_token_ids(
+            prompts, max_new_tokens=max_new_tokens, temperature=temperature, progress=progress
+        )
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     results: list[list[int]] = [[] for _ in prompts]
     device = next(model.parameters()).device
