@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from affine.attention import fast_decode
 from affine.chat import render_prompt
-from affine.prefill import layout, prefill
+from affine.prefill import cache_name, layout, prefill
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,13 @@ def generate_ids(
             out = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
-                cache=cache,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id,
                 eos_token_id=eos_id,
                 do_sample=temperature > 0,
                 use_cache=True,
                 **sampling,
+                **{cache_name(): cache},
             )
         for row, i in enumerate(chunk):
             tokens = out[row, width:].tolist()

