@@ -18,14 +18,21 @@ from affine.config import EnvsParams, ParamsError
 from affine.envs.base import available, env_names, is_single_turn
 from affine.envs.options import build_env
 from affine.eval.metrics import RULES
+from affine.sandbox import SandboxUnavailable
 from affine.stage import stage_params
 
 
-def _envs_params(path: str | None) -> EnvsParams:
+def _params_file(path: str | None) -> str:
     """``--params FILE``; without it ``./params.yaml`` when there is one (so a challenge looks like the pipeline's
-    own), else the built-in defaults; ``--params none`` forces the defaults.  Only ``envs`` must be valid."""
+    own), else ``none``: the built-in defaults (``--params none`` forces them)."""
     if path is None:
-        path = "params.yaml" if Path("params.yaml").is_file() else "none"
+        return "params.yaml" if Path("params.yaml").is_file() else "none"
+    return path
+
+
+def _envs_params(path: str | None) -> EnvsParams:
+    """The ``envs`` section of :func:`_params_file`'s choice; only ``envs`` must be valid."""
+    path = _params_file(path)
     return EnvsParams() if path == "none" else stage_params("envs", path=path).envs
 
 
@@ -63,6 +70,8 @@ def _read_challenge(path: str) -> dict:
         challenge = json.loads(first if first.startswith("{") and first.endswith("}") else text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not a JSON challenge ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a JSON challenge (nested too deeply)") from None
     if not isinstance(challenge, dict):
         raise ValueError(f"{path}: a challenge is a JSON object")
     return challenge
@@ -74,8 +83,25 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.env} is multi-turn: use `affine play {args.env}` instead")
     challenge = _read_challenge(args.challenge)
     reply = Path(args.response).read_text()
-    print(json.dumps({"env": args.env, "task_id": challenge.get("task_id"), "score": env.score(challenge, reply)}))
+    _configure_sandbox(args.params)
+    try:
+        score = env.score(challenge, reply)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        # a challenge that is not the env's shape (missing keys, wrong types, mangled test cases): say which, no trace
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{args.challenge}: not a valid {args.env} challenge ({what})"[:500]) from None
+    print(json.dumps({"env": args.env, "task_id": challenge.get("task_id"), "score": score}))
     return 0
+
+
+def _configure_sandbox(params_path: str | None) -> None:
+    """The ``sandbox`` section of :func:`_params_file`'s choice, checked before anything runs."""
+    from affine.config import SandboxParams
+    from affine.sandbox import configure
+
+    path = _params_file(params_path)
+    sandbox = SandboxParams() if path == "none" else stage_params("sandbox", path=path).sandbox
+    configure(**sandbox.model_dump())
 
 
 def cmd_play(args: argparse.Namespace) -> int:
@@ -108,11 +134,12 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from affine.sandbox import run_program
+    from affine.sandbox import Limits, run_program
 
     program = Path(args.program).read_text()
     stdin = Path(args.stdin).read_text() if args.stdin else ""
-    result = run_program(program, stdin)
+    _configure_sandbox(args.params)
+    result = run_program(program, stdin, Limits(wall_s=args.wall_s, cpu_s=args.cpu_s))
     print(
         json.dumps(
             {
@@ -120,6 +147,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                 "stderr": result.stderr,
                 "returncode": result.returncode,
                 "timed_out": result.timed_out,
+                "truncated": result.truncated,
+                "cpu_s": result.cpu_s,
+                "isolation": result.isolation,
             }
         )
     )
@@ -201,6 +231,9 @@ def parser() -> argparse.ArgumentParser:
     p = sandbox_sub.add_parser("run", help="run a Python program; prints stdout/stderr/exit/timeout as JSON")
     p.add_argument("program")
     p.add_argument("--stdin")
+    p.add_argument("--params", help="read the sandbox section from this params.yaml (default: built-in defaults)")
+    p.add_argument("--wall-s", type=float, default=30.0, help="wall-clock limit (Affine's: 30)")
+    p.add_argument("--cpu-s", type=int, default=10, help="CPU seconds of all its processes (Affine's: 10)")
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("compare", help="compare evaluation results: table, dominance, Pareto frontier")
@@ -220,6 +253,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--diffs", type=int, nargs="?", const=400, default=0, help="print the first differing texts")
     p.add_argument("--out", help="write one JSON line per task (both texts of each first difference)")
     p.set_defaults(func=cmd_parity)
+
     p = sub.add_parser("export", help="a trained model + model card, ready to upload to the Hugging Face Hub")
     p.add_argument("model", help="a model folder: models/rl, models/sft (adapters) or a full model")
     p.add_argument("--out", required=True, help="output folder (replaced if it holds an earlier export)")
@@ -234,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, ParamsError, FileNotFoundError, OSError) as exc:
+    except (ValueError, ParamsError, FileNotFoundError, OSError, SandboxUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,6 +6,7 @@ an expert episode must end in success — so SFT never learns from a wrong demon
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -69,20 +70,32 @@ def expert_episode(env: Any, task_id: int, max_turns: int) -> tuple[list[dict], 
     return conversations, (step.score if step else 0.0), success
 
 
+def _train_ids(env: object) -> Iterator[int]:
+    """The task ids an env's train split plays, in order: its finite task list (cycled) where it names one, else
+    0, 1, 2, ... without the ids it does not use (BabyAI ids of levels outside the selected ones)."""
+    ids = getattr(env, "task_ids", None)
+    if ids:
+        yield from itertools.cycle(ids)
+    used = getattr(env, "used", lambda _: True)
+    yield from (k for k in itertools.count() if used(k))
+
+
 def agentgym_examples(name: str, count: int, params: Params) -> Iterator[dict]:
     env = build_env(name, params.envs, split="train")
     max_turns = params.collect.agentgym.max_episode_length
-    kept = task_id = 0
+    kept = tried = 0
     budget = count * 2 + 10
     with tqdm(total=count, desc=f"collect {name}", unit="ep") as bar:
-        while kept < count and task_id < budget:
+        for task_id in _train_ids(env):
+            if kept >= count or tried >= budget:
+                break
             conversations, score, success = expert_episode(env, task_id, max_turns)
-            task_id += 1
+            tried += 1
             if not success:
                 continue
             kept += 1
             bar.update()
-            item_id = f"{name.split(':')[1]}_{task_id - 1}"
+            item_id = f"{name.split(':')[1]}_{task_id}"
             yield {"messages": to_messages(conversations), "env": name, "task_id": item_id, "score": score}
     if kept < count:
         log.warning("%s: the expert succeeded on only %d of %d episodes", name, kept, count)

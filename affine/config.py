@@ -58,6 +58,16 @@ class BaseParams(Section):
     engine: Literal["hf", "vllm"] = "hf"
     vllm_kv_cache_gib: float = Field(2.0, gt=0)  # vLLM's default (92 % of memory) is refused on a shared machine
     vllm_enforce_eager: bool = True  # skip torch.compile, which costs each stage start ~50 s on the CPU profile
+    # torch CPU threads in every stage: auto = OMP_NUM_THREADS if set, else every CPU in the affinity mask (see
+    # affine.threads); a machine setting, not a DVC param (it changes speed, not what a stage computes)
+    num_threads: Literal["auto"] | int = "auto"
+
+    @field_validator("num_threads", mode="before")
+    @classmethod
+    def _threads(cls, value: object) -> object:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"must be 'auto' or a positive integer, got {value!r}")
 
     @model_validator(mode="after")
     def _one_quantization(self) -> BaseParams:
@@ -139,11 +149,18 @@ class EnvsParams(Section):
     timeout_penalty: float = Field(-0.2, le=0)
 
     @model_validator(mode="after")
-    def _known_agentgym_envs(self) -> EnvsParams:
+    def _agentgym_envs(self) -> EnvsParams:
         known = [name.split(":", 1)[1] for name in AGENTGYM_ENVS]
         unknown = sorted(set(self.agentgym) - set(known))
         if unknown:
             raise ValueError(f"agentgym: unknown env {', '.join(unknown)}; known: {', '.join(known)}")
+        # SciWorld runs the real ScienceWorld unless `agentgym` is asked for (the field's "simulator" default means
+        # "the env's own default" there); `scienceworld` exists only for SciWorld.
+        for env, p in self.agentgym.items():
+            if env == "sciworld" and p.backend == "simulator" and "backend" in p.model_fields_set:
+                raise ValueError("agentgym.sciworld.backend: no simulator; use scienceworld (default) or agentgym")
+            if env != "sciworld" and p.backend == "scienceworld":
+                raise ValueError(f"agentgym.{env}.backend: scienceworld is only for sciworld")
         return self
 
 
@@ -250,6 +267,24 @@ class EvaluateParams(Section):
     baseline: str | None = None
 
 
+class SandboxParams(Section):
+    """How model-written programs run (see affine.sandbox): checked by a probe run when a stage starts."""
+
+    isolation: Literal["namespaces", "none"] = "namespaces"  # "none": Affine's bare rlimits, only if asked by name
+    python: str = Field("auto", min_length=1)  # auto: the validator's 3.12 where installed, else the host's
+    packages: list[str] = []  # importable third-party packages (the validator's image: [numpy]); none by default
+    site_packages: str | None = None  # where those come from (default: that interpreter's own site-packages)
+    cgroup_parent: str | None = None  # a delegated cgroup v2 directory for runs (default: v1 hierarchies or v2 root)
+
+    @field_validator("packages")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not n.isidentifier()]
+        if bad:
+            raise ValueError(f"not importable package names: {bad}")
+        return names
+
+
 class Params(Section):
     base: BaseParams = BaseParams()
     envs: EnvsParams = EnvsParams()
@@ -257,6 +292,7 @@ class Params(Section):
     sft: SFTParams = SFTParams()
     rl: RLParams = RLParams()
     evaluate: EvaluateParams = EvaluateParams()
+    sandbox: SandboxParams = SandboxParams()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def sft_config(p: SFTParams, seed: int, output_dir: str | Path, has_cuda: bool |
         lr_scheduler_kwargs=scheduler_kwargs,
         bf16=bf16,
         fp16=fp16,
-        gradient_checkpointing=p.gradient_checkpointing,
+        activation_checkpointing=p.gradient_checkpointing,  # `gradient_checkpointing=` is deprecated in transformers 5
         max_length=p.max_length,
         packing=p.packing,
         train_sampling_strategy="random" if p.packing else "group_by_length",
@@ -165,8 +166,12 @@ def train_sft(
     out_dir: str | Path,
     checkpoint_dir: str | Path,
     metrics_dir: str | Path,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> dict:
-    """Train, keep the best-by-eval-loss model in ``out_dir``, write ``metrics_dir/summary.json``; returns it."""
+    """Train, keep the best-by-eval-loss model in ``out_dir``, write ``metrics_dir/summary.json``; returns it.
+
+    ``callbacks`` are extra trainer callbacks (the resume test uses one to stop a run right after a checkpoint).
+    """
     from datasets import Dataset
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
@@ -205,7 +210,7 @@ def train_sft(
         eval_dataset=val_ds,
         processing_class=tokenizer,
         peft_config=lora_config(p),
-        callbacks=[DVCLiveCallback(live=live), timer],
+        callbacks=[DVCLiveCallback(live=live), timer, *callbacks],
     )
     base_eval = trainer.evaluate(metric_key_prefix="base") if resume is None else None
     started = time.perf_counter()

@@ -1,9 +1,10 @@
-"""What every ``stages/*.py`` entry point shares: logging, params loading, and one clear line on known errors."""
+"""What every ``stages/*.py`` entry point shares: logging, thread setup, and one clear line on known errors."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import yaml
 from affine.chat import TemplateError
 from affine.config import Params, ParamsError, load_params, parse_params
 from affine.model import ModelError
+from affine.sandbox import SandboxUnavailable
+from affine.threads import configure_threads
 
-KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError)
+KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError, SandboxUnavailable)
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,10 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "dvc_objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Our code uses transformers' current `activation_checkpointing` names; peft 0.21 still probes the deprecated
+    # `is_gradient_checkpointing` property whenever it wraps a model (PeftModel.__init__), which printed this
+    # FutureWarning in every stage that loads an adapter. Only that one message is silenced.
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def stage_params(*sections: str, path: str | Path = "params.yaml") -> Params:
@@ -56,10 +63,14 @@ def stage_params(*sections: str, path: str | Path = "params.yaml") -> Params:
     return parse_params({name: value for name, value in raw.items() if name not in bad})
 
 
-def run(main: Callable[[], object]) -> None:
-    """Run a stage; a bad param, a missing model or input file exits 2 with ``error: <what to fix>``."""
+def run(main: Callable[[], object], params_path: str = "params.yaml") -> None:
+    """Run a stage; a bad param, a missing model or input file exits 2 with ``error: <what to fix>``.
+
+    Torch's thread count is set from ``base.num_threads`` before the stage starts (and logged), see affine.threads.
+    """
     setup_logging()
     try:
+        configure_threads(stage_params("base", path=params_path).base.num_threads)
         main()
     except KNOWN_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

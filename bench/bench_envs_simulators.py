@@ -1,9 +1,9 @@
-"""Expert episodes per second for the offline WebShop, ALFWorld, SciWorld and TextCraft simulators.
+"""Expert episodes per second for the offline WebShop, ALFWorld and TextCraft simulators.
 
 Why: the collect stage plays thousands of expert episodes and RL resets these envs every rollout, so the simulators
 must cost far less than the model's turns.  Writes ``bench/results/envs_simulators.json`` and prints one line.
-Usage: ``python bench/bench_envs_simulators.py [--episodes N]`` (BabyAI has its own bench on the real minigrid levels;
-the real ScienceWorld backend is not timed here: its JVM takes seconds to start and ~0.25 s a step).
+Usage: ``python bench/bench_envs_simulators.py [--episodes N]`` (BabyAI has its own bench on the real minigrid levels,
+SciWorld runs the real ScienceWorld: ``bench_envs_sciworld.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from affine.envs.agentgym.alfworld import ALFWorld
-from affine.envs.agentgym.sciworld import SciWorld
 from affine.envs.agentgym.textcraft import TextCraft
 from affine.envs.agentgym.webshop import WebShop
 
@@ -26,7 +25,6 @@ RESULTS = Path(__file__).parent / "results" / "envs_simulators.json"
 SIMULATORS = {
     "agentgym:webshop": (WebShop, (1, 2, 3)),
     "agentgym:alfworld": (ALFWorld, (1, 2, 3)),
-    "agentgym:sciworld": (SciWorld, (1, 2, 3)),
     "agentgym:textcraft": (TextCraft, (1, 2, 3, 4)),
 }
 

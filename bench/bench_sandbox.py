@@ -2,7 +2,8 @@
 
 The programs are the first N (program, stdin) test cases of the offline corpus -- what ABD/DED scoring runs.
 Writes bench/results/sandbox.json and prints a one-line summary.  ``--baseline`` also times the same runs with
-``isolation="none"`` (Affine's bare rlimits) to show what the namespaces cost.
+``sandbox.isolation: none`` (Affine's bare rlimits) to show what the isolation costs; ``--python`` picks the
+interpreter (default: ``auto``, the validator's 3.12 where installed).
 
     python bench/bench_sandbox.py [--n 60] [--workers N] [--baseline]
 """
@@ -32,15 +33,17 @@ def timed(fn) -> tuple[float, list[sandbox.RunResult]]:
     return time.perf_counter() - start, results
 
 
-def measure(jobs: list[tuple[str, str]], limits: sandbox.Limits, workers: int) -> dict:
-    sandbox.resolve_isolation(limits.isolation)  # the one-off probe is not part of the timing
+def measure(jobs: list[tuple[str, str]], isolation: str, python: str, workers: int) -> dict:
+    setup = sandbox.configure(isolation=isolation, python=python)  # the one-off probe is not part of the timing
+    limits = sandbox.Limits()
     serial_s, serial = timed(lambda: [sandbox.run_program(p, s, limits) for p, s in jobs])
     pool_s, pooled = timed(lambda: sandbox.run_many(jobs, limits, workers=workers))
     assert [r.stdout for r in serial] == [r.stdout for r in pooled], "pool and serial runs disagree"
     failures = sum(bool(r.stderr) or r.returncode != 0 for r in pooled)
     return {
-        "isolation": sandbox.resolve_isolation(limits.isolation),
-        "protections": list(sandbox.protections(sandbox.resolve_isolation(limits.isolation))),
+        "isolation": setup.isolation,
+        "python": f"{setup.interp.python} ({setup.interp.version})",
+        "protections": list(sandbox.protections(setup.isolation)),
         "serial_s": round(serial_s, 3),
         "pool_s": round(pool_s, 3),
         "serial_exec_per_s": round(len(jobs) / serial_s, 2),
@@ -54,7 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=60, help="number of executions per measurement")
     parser.add_argument("--workers", type=int, default=None, help="pool size (default: one per core)")
-    parser.add_argument("--baseline", action="store_true", help="also time isolation='none'")
+    parser.add_argument("--baseline", action="store_true", help="also time sandbox.isolation: none")
+    parser.add_argument("--python", default="auto", help="sandbox.python (default: auto)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sandbox.json"))
     args = parser.parse_args()
 
@@ -67,10 +71,10 @@ def main() -> None:
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "isolated": measure(jobs, sandbox.Limits(), workers),
+        "isolated": measure(jobs, "namespaces", args.python, workers),
     }
     if args.baseline:
-        report["baseline_none"] = measure(jobs, sandbox.Limits(isolation="none"), workers)
+        report["baseline_none"] = measure(jobs, "none", args.python, workers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -78,6 +82,7 @@ def main() -> None:
     line = (
         f"sandbox[{iso['isolation']}] n={len(jobs)}: pool({workers}) {iso['pool_exec_per_s']}/s vs serial "
         f"{iso['serial_exec_per_s']}/s (x{iso['speedup']}) on {os.cpu_count()} cores, load {report['load_avg_1m']}"
+        f", {iso['python']}"
     )
     if args.baseline:
         line += f"; isolation=none serial {report['baseline_none']['serial_exec_per_s']}/s"

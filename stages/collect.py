@@ -4,11 +4,14 @@ import json
 from pathlib import Path
 
 from affine.collect import collect
+from affine.sandbox import configure
 from affine.stage import run, stage_params
 
 
 def main() -> None:
-    counts = collect(stage_params("base", "envs", "collect"), "data/sft/examples.jsonl")
+    params = stage_params("base", "envs", "collect", "sandbox")
+    configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
+    counts = collect(params, "data/sft/examples.jsonl")
     Path("metrics").mkdir(exist_ok=True)
     Path("metrics/collect.json").write_text(json.dumps({"examples": counts, "total": sum(counts.values())}, indent=2))
 

@@ -3,12 +3,14 @@
 import sys
 
 from affine.eval.evaluate import evaluate
+from affine.sandbox import configure
 from affine.stage import run, stage_params
 
 
 def main() -> None:
     which = sys.argv[1]
-    params = stage_params("base", "envs", "evaluate")
+    params = stage_params("base", "envs", "evaluate", "sandbox")
+    configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
     evaluate(params, which, "models", f"metrics/eval/{which}.json", f"data/eval/{which}.jsonl")
 
 

@@ -6,15 +6,17 @@ from pathlib import Path
 
 from affine.checkpoints import content_hash, source_hash
 from affine.rl.ppo import train_rl
+from affine.sandbox import configure
 from affine.stage import run, stage_params
 
 CHECKPOINTS = Path("checkpoints/rl")
 
 
 def main() -> None:
-    params = stage_params("base", "envs", "rl", "sft")
+    params = stage_params("base", "envs", "rl", "sft", "sandbox")
+    configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
     fingerprint = {
-        "params": params.model_dump(include={"base", "envs", "rl", "sft"}),
+        "params": params.model_dump(include={"base", "envs", "rl", "sft", "sandbox"}),
         "policy_sha256": content_hash("models/sft"),
         "code_sha256": source_hash(),
     }

@@ -7,12 +7,64 @@ path (chat template, masking, generation, LoRA) in milliseconds.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 import pytest
 import torch
 
+from affine.threads import configure_threads
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the test process picks its threads the way a stage does (OMP_NUM_THREADS, else the CPUs idle now): on a busy
+# machine torch's default of one thread per core ran the suite several times slower (issue 20)
+configure_threads("auto")
+
+# Hang guards for tests that run a stage or a whole pipeline in a subprocess: far above the slowest run seen on a
+# loaded 2-core machine (issue 20: load 4-17), so they only end a run that hangs, never one that is merely slow.
+HANG_GUARD_S = 3600
+
+
+def run_guarded(cmd: list[str], timeout: float = HANG_GUARD_S, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` that, on timeout, kills the command's whole process group, not only its first process.
+
+    Why: ``subprocess.run(timeout=...)`` kills just the child it started, so a stage under ``dvc repro`` kept
+    training as an orphan for 37 minutes after a test gave up (issue 21). The command runs in a new session; a
+    timeout SIGKILLs that session's group and fails the test with the tail of its output.
+    """
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    with subprocess.Popen(cmd, start_new_session=True, **_popen_kwargs(kwargs)) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            try:
+                stdout, stderr = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:  # something that left the group still holds the pipes open
+                stdout, stderr = "", "(no output: a process outside the group kept the pipes open)"
+            pytest.fail(f"{cmd[:3]}... hung for {timeout:.0f} s (hang guard), killed:\n{(stderr or '')[-2000:]}")
+        except BaseException:
+            kill_group(proc)
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def _popen_kwargs(kwargs: dict) -> dict:
+    out = dict(kwargs)
+    if out.pop("capture_output", False):
+        out["stdout"] = out["stderr"] = subprocess.PIPE
+    return out
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL every process in ``proc``'s group (started with ``start_new_session=True``), then reap ``proc``."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

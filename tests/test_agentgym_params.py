@@ -101,6 +101,7 @@ def test_real_server_ids_follow_the_env_modules_split_map(
             env.reset(3)
             assert server.bodies[-1]["data_idx"] == 3
         monkeypatch.setitem(sys.modules, "affine.envs.agentgym.babyai", types.SimpleNamespace())
+        monkeypatch.setattr(options, "make", lambda name, **kw: types.SimpleNamespace())  # a local env without data_idx
         monkeypatch.setattr(options, "_WARNED", set())
         with caplog.at_level(logging.WARNING, logger="affine.envs.options"):
             with build_env("agentgym:babyai", envs, split="eval") as env:
@@ -108,5 +109,27 @@ def test_real_server_ids_follow_the_env_modules_split_map(
                 build_env("agentgym:babyai", envs, split="eval")
         assert [b for b in server.bodies if "data_idx" in b][-1]["data_idx"] == 3
         assert [r.message for r in caplog.records].count(
-            "agentgym:babyai: no server_task_id map, eval task ids go to the server as given"
+            "agentgym:babyai: no task id map (server_task_id or data_idx), eval task ids go to the server as given"
         ) == 1
+
+
+@pytest.mark.parametrize("short", ["babyai", "textcraft", "sciworld"])
+def test_real_server_eval_ids_are_the_local_envs_held_out_real_ids(short: str) -> None:
+    """The real modules' maps: a real server gets the ``data_idx`` our local env plays for the same id and split."""
+    from affine.envs.agentgym.sciworld_real import data_idx as sciworld_idx
+    from affine.envs.base import make
+
+    for split in ("train", "eval"):
+        task_map = options.server_task_map(short, split)
+        assert task_map is not None
+        if short == "sciworld":  # a local SciWorld starts a JVM on reset; its module's map is the same function
+            expected = [sciworld_idx(split, k) for k in range(5)]
+        else:
+            expected = [make(f"agentgym:{short}", split=split).data_idx(k) for k in range(5)]
+        assert [task_map(k) for k in range(5)] == expected
+    # the ids the train split plays (TextCraft: its task_ids, which skip the held-out real ids) never meet eval's
+    played = (
+        range(200) if short == "sciworld" else getattr(make(f"agentgym:{short}", split="train"), "task_ids", range(200))
+    )
+    train = {options.server_task_map(short, "train")(k) for k in played}
+    assert not train & {options.server_task_map(short, "eval")(k) for k in range(200)}

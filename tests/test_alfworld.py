@@ -54,11 +54,14 @@ def test_expert_shaping_counts_each_subgoal_once() -> None:
 def test_first_observation() -> None:
     env = ALFWorld()
     obs = env.reset(3)
-    assert obs.startswith("-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room.")
-    assert f"Your task is to: {env.task.text}\n" in obs
+    assert obs.startswith("You are in the middle of a room. Looking quickly around you, you see a ")
+    assert "Welcome" not in obs and "\n\n" not in obs
+    assert obs.split("\n")[1] == f"Your task is to: {env.task.text}"
     actions = obs.split("AVAILABLE ACTIONS: ")[1].split(",")
     assert actions[-2:] == ["inventory", "look"] and all(a.startswith("go to ") for a in actions[:-2])
     assert [a[6:] for a in actions[:-2]] == env.recs
+    while not (step := env.step(env.expert_reply())).done:  # later turns show feedback only, like the real server
+        assert "AVAILABLE ACTIONS" not in step.observation and "Welcome" not in step.observation
 
 
 def test_same_task_id_same_task() -> None:
@@ -105,7 +108,9 @@ def test_scripted_pick_and_place_rewards() -> None:
         (f"take {o} from {src}", 0.2, f"You pick up the {o} from the {src}."),
         ("inventory", 0.0, f"You are carrying: a {o}."),
         (f"go to {dst}", 0.2, f"You arrive at {dst}. On the {dst}, you see"),
-        (f"put {o} on {dst}", 1.0, f"You put the {o} in/on the {dst}."),
+        (f"put {o} on {dst}", -0.05, NOTHING),  # ALFWorld's command is "put X in/on Y"
+        (f"put {o} in {dst}", -0.05, NOTHING),
+        (f"put {o} in/on {dst}", 1.0, f"You put the {o} in/on the {dst}."),
     ]
     for i, (action, reward, text) in enumerate(script):
         step = env.step(act(action))

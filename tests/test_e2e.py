@@ -1,22 +1,25 @@
 """The real pipeline, end to end, on the embedded SmolLM2-135M with tiny params (slow: a few minutes on 2 cores).
 
 Also checks the DVC contract: a second `dvc repro` is a no-op, and `dvc metrics show` reads what the stages wrote.
+Sized for a loaded 2-core machine: episodes capped at 3 turns, a handful of samples, 16 new tokens. Nothing here
+is bound by wall-clock speed; conftest.HANG_GUARD_S only ends a run that hangs, with its whole process group (a
+stage under `dvc repro` included).
 """
 
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_guarded
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
 
 TINY = {
+    "envs": {"agentgym": {"textcraft": {"max_turns": 3}}},
     "collect": {"affine": {"num_samples": 12}, "agentgym": {"num_episodes": 2, "environments": ["agentgym:textcraft"]}},
     "sft": {"max_steps": 2, "batch_size": 4, "eval_steps": 1, "save_steps": 2, "lora_r": 4, "lora_alpha": 8},
     "rl": {
@@ -26,6 +29,7 @@ TINY = {
         "ppo_epochs": 1,
         "minibatch_size": 2,
         "max_new_tokens": 16,
+        "max_episode_length": 3,
     },
     "evaluate": {
         "environments": ["affine:sat", "affine:abd", "affine:ded", "agentgym:textcraft"],
@@ -41,8 +45,8 @@ def merge(base: dict, override: dict) -> dict:
     return base
 
 
-def sh(cmd, cwd, timeout=1200):
-    run = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def sh(cmd, cwd):
+    run = run_guarded(cmd, cwd=cwd)
     assert run.returncode == 0, f"{cmd}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     return run.stdout
 
@@ -61,7 +65,12 @@ def test_dvc_repro_end_to_end(tmp_path):
     sh(["git", "add", "-A"], tmp_path)  # dvclive needs a repository with a commit, as any clone of this one has
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], tmp_path)
     env_python = Path(sys.executable).parent
-    sh(["bash", "-c", f"PATH={env_python}:$PATH {sys.executable} -m dvc repro"], tmp_path)
+    log = sh(["bash", "-c", f"PATH={env_python}:$PATH {sys.executable} -m dvc repro 2>&1"], tmp_path)
+    (tmp_path / "repro.log").write_text(log)  # per-stage times: bench/bench_pipeline.py --log <this file>
+    assert log.count("Running stage") == 9  # prepare, collect, sft, rl, evaluate x3, report, export
+    # every stage script logs its thread choice (export is `affine export`, the CLI)
+    assert log.count("torch threads: ") == log.count("> python stages/") == 8, "every stage logs its thread choice"
+    assert "checkpointing` is deprecated" not in log, "stage logs use transformers' current checkpointing names"
 
     for model in ("base", "sft", "rl"):
         result = json.loads((tmp_path / "metrics/eval" / f"{model}.json").read_text())
@@ -76,9 +85,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert "Pareto" in report and "After RL" in report
     assert (tmp_path / "metrics/plots/eval.png").stat().st_size > 1000
 
-    started = time.perf_counter()
+    # how fast a no-op is depends on the machine's load (bench/bench_pipeline.py --noop measures it); that it is one
+    # does not
     again = sh(["bash", "-c", f"PATH={env_python}:$PATH {sys.executable} -m dvc repro"], tmp_path)
     assert "Data and pipelines are up to date" in again
-    assert time.perf_counter() - started < 30
     shown = json.loads(sh(DVC + ["metrics", "show", "--json"], tmp_path))
     assert shown, "dvc metrics show reads the declared metrics"

@@ -6,9 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S, kill_group, run_guarded
 
 from affine.config import parse_params
 from affine.envs.sat import SAT
@@ -112,6 +114,18 @@ def test_training_lr_ends_at_min_ratio_and_best_checkpoint_kept(tiny_model_dir, 
     assert not (tmp_path / "ckpt").exists(), "crash-resume checkpoints are removed after success"
 
 
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_sft_config_uses_the_current_checkpointing_name(tmp_path, checkpointing):
+    """`gradient_checkpointing=` is deprecated in transformers 5: passing it logged a FutureWarning every SFT run."""
+    from affine.sft import sft_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        args = sft_config(params(gradient_checkpointing=checkpointing).sft, 0, tmp_path, has_cuda=False)
+    assert args.activation_checkpointing is checkpointing and args.gradient_checkpointing is checkpointing
+    assert not [str(w.message) for w in caught if "checkpointing" in str(w.message)]
+
+
 def test_stale_checkpoints_are_discarded(tmp_path):
     ckpt = tmp_path / "ckpt"
     (ckpt / "checkpoint-2").mkdir(parents=True)
@@ -148,35 +162,63 @@ def test_code_is_part_of_the_fingerprint(tmp_path, monkeypatch):
 
 
 RUNNER = """
-import json, sys
+import json, sys, time
+from pathlib import Path
+from transformers import TrainerCallback
 from affine.config import parse_params
 from affine.sft import train_sft
+from affine.threads import configure_threads
+
+class HoldAfterFirstSave(TrainerCallback):
+    # the first run stops making progress once a checkpoint is complete, and says so: the test kills it then,
+    # so where the kill lands depends on progress, never on how fast this machine is
+    def on_save(self, args, state, control, **kwargs):
+        Path(sys.argv[7]).write_text(str(state.global_step))
+        time.sleep(3600)
+
 p = parse_params(json.loads(sys.argv[1]))
-s = train_sft(p, sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
+configure_threads(p.base.num_threads)  # as stages/sft.py does at start
+hold = [HoldAfterFirstSave()] if len(sys.argv) > 7 else []
+s = train_sft(p, sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], callbacks=hold)
 print("SUMMARY" + json.dumps(s))
 """
 
 
 def test_resume_after_sigkill(tiny_model_dir, tmp_path):
+    """SIGKILL the whole run right after its first checkpoint is written, then rerun: it resumes and finishes.
+
+    The kill is triggered by progress (a callback pauses the run after its first save and writes a marker), so the
+    test proves the same thing on an idle or a loaded machine; HANG_GUARD_S only ends a run that never gets there.
+    """
     data = write_examples(tmp_path / "sft.jsonl", n=40)
-    raw = json.dumps({"base": {"seed": 0}, "sft": {**SFT, "max_steps": 24, "eval_steps": 2, "save_steps": 2}})
+    raw = json.dumps({"base": {"seed": 0}, "sft": {**SFT, "max_steps": 6, "eval_steps": 2, "save_steps": 2}})
     args = [sys.executable, "-c", RUNNER, raw, tiny_model_dir, str(data)] + [
         str(tmp_path / d) for d in ("out", "ckpt", "metrics")
     ]
+    marker = tmp_path / "saved"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "ckpt").glob("checkpoint-*/trainer_state.json")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    log = tmp_path / "first_run.log"  # a file, not a pipe: an undrained pipe would block the run once full
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(
+            args + [str(marker)], env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + HANG_GUARD_S
+            while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert marker.exists(), f"no checkpoint (exit code {proc.poll()}): {log.read_text()[-2000:]}"
+        finally:
+            kill_group(proc)
+    assert proc.returncode == -signal.SIGKILL, "the first run was killed, it did not finish"
     saved = sorted(
         int(p.parent.name.split("-")[1]) for p in (tmp_path / "ckpt").glob("checkpoint-*/trainer_state.json")
     )
-    assert saved and saved[-1] < 24, "the run must be killed mid-training"
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert saved == [int(marker.read_text())] == [2], "killed mid-training, right after its first checkpoint"
+    assert not (tmp_path / "out").exists(), "a killed run leaves no final model"
+
+    done = run_guarded(args, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.split("SUMMARY", 1)[1])
-    assert summary["resumed_from"] is not None
-    assert int(summary["resumed_from"].rsplit("-", 1)[1]) >= saved[-1]
-    assert summary["steps"] == 24
+    assert summary["resumed_from"] == str(tmp_path / "ckpt" / "checkpoint-2")
+    assert summary["steps"] == 6
+    assert (tmp_path / "out" / "adapter_config.json").is_file()

@@ -165,24 +165,27 @@ def test_pagination_and_tabs() -> None:
 
 
 def test_invalid_and_malformed_replies() -> None:
-    env = WebShop()
+    env = WebShop(max_turns=12)
     first = env.reset(1)
     pen = Shaping().invalid_penalty
     for reply in ("hello there", "Thought:\nno action here", "Action:", "Action:\n   "):
         s = env.step(reply)
         assert s.observation == INVALID_ACTION and s.reward == pytest.approx(pen) and not s.info["valid"]
     # well-formed but unavailable actions are no-ops that show the same page (the real env's behaviour)
-    for action in ("click[b000000000]", "click[buy now]", "jump[now]", "search[]", "click[", "search"):
+    # WebShop parses name[arg] with the name exactly "search"/"click": "Search[lamp]", "search [lamp]" do nothing
+    for action in ("click[b000000000]", "click[buy now]", "jump[now]", "search[]", "click[", "search", "Search[lamp]"):
         s = env.step(act(action))
         assert s.observation == first and not s.info["valid"]
         assert s.reward == pytest.approx(pen + (Shaping().timeout_penalty if s.done else 0.0))
-    assert env.turn == 10 and s.done and s.info["truncated"]
+    s = env.step(act("search [lamp]"))
+    assert s.observation == first and not s.info["valid"]
+    assert env.turn == 12 and s.done and s.info["truncated"]
 
 
 def test_bare_action_without_header_is_accepted() -> None:
     env = WebShop()
     env.reset(2)
-    s = env.step("search[Running Shoes]")
+    s = env.step("search[Running Shoes]")  # the verb is case-sensitive, the argument is lower-cased
     assert s.info["valid"] and s.info["action"] == "search[Running Shoes]" and "Total results" in s.observation
 
 

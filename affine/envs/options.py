@@ -59,12 +59,14 @@ def read_instructions(path: str, key: str) -> str:
     return text
 
 
-def server_task_map(short: str, split: str) -> Callable[[int], int] | None:
-    """Our ``split``'s task id → the real server's, from the env module's ``server_task_id(split, task_id)``.
+def server_task_map(short: str, split: str, difficulty: int = 1) -> Callable[[int], int] | None:
+    """Our ``split``'s task id → the real server's: the env module's ``server_task_id(split, task_id)``, else the
+    ``data_idx`` method of the local env built with the same options (BabyAI and TextCraft: their maps depend on
+    ``difficulty``).
 
     Why: an env keeps its eval tasks disjoint from its train tasks by mapping ids (e.g. eval ``k`` is a real id no
     train task uses); a real server must get the same real ids, or evaluation there would replay training tasks.
-    Without the function ids go as given, and for the eval split a warning says that they may overlap training.
+    Without either, ids go as given, and for the eval split a warning says that they may overlap training.
     """
     try:
         module = importlib.import_module(f"affine.envs.agentgym.{short}")
@@ -73,9 +75,15 @@ def server_task_map(short: str, split: str) -> Callable[[int], int] | None:
     mapping = getattr(module, "server_task_id", None)
     if callable(mapping):
         return lambda task_id: int(mapping(split, task_id))
+    local = make(f"agentgym:{short}", split=split, difficulty=difficulty) if module is not None else None
+    method = getattr(local, "data_idx", None)
+    if callable(method):
+        return lambda task_id: int(method(task_id))
     if split == "eval" and short not in _WARNED:
         _WARNED.add(short)
-        log.warning("agentgym:%s: no server_task_id map, eval task ids go to the server as given", short)
+        log.warning(
+            "agentgym:%s: no task id map (server_task_id or data_idx), eval task ids go to the server as given", short
+        )
     return None
 
 
@@ -89,7 +97,7 @@ def build_env(name: str, envs: EnvsParams, split: str) -> Any:
         from affine.envs.agentgym.http import HTTPEnv
 
         env = HTTPEnv(**options)
-        env.task_map = server_task_map(short, split)
+        env.task_map = server_task_map(short, split, p.difficulty)
     else:
         env = make(name, **options)
     if p is not None and p.instructions_file is not None:

@@ -230,8 +230,9 @@ class RLPythonTask:
         self.limits = Limits(**limits) if isinstance(limits, Mapping) else (limits or Limits())
 
     def execute(self, program: str, stdin: str) -> RunResult:
-        """Affine's ``executor.execute``: strip fences its way, run with the ``solve()`` rule; sandbox errors raise."""
-        result = run_program(strip_fences(program), stdin, self.limits)
-        if result.setup_error:  # not the reply's fault: a silent 0 would poison rewards
-            raise RuntimeError(f"the sandbox failed to start: {result.stderr.strip()}")
-        return result
+        """Affine's ``executor.execute``: strip fences its way, run (with the ``solve()`` rule).
+
+        Only the sandbox's own setup failure raises (``SandboxUnavailable``: not the reply's fault, and a silent 0
+        would poison rewards); nothing the program does can.
+        """
+        return run_program(strip_fences(program), stdin, self.limits)

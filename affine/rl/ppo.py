@@ -290,15 +290,18 @@ def plan_iteration(
 ) -> tuple[list[tuple[Any, int]], torch.Tensor, list[str]]:
     """``per_env`` tasks per env, each played ``group_size`` times: the (env, task) list, group ids, env names.
 
-    Task ids are drawn from ``env.num_tasks`` when an env has a finite task set, else from all 31-bit ints (the
-    envs here derive a task from any id, and the train/eval splits are disjoint by construction).
+    Task ids are drawn from ``env.num_tasks`` when an env has a finite task set (``env.task_ids[i]`` where it lists
+    them), else from all 31-bit ints (the envs here derive a task from any id, and the train/eval splits are disjoint
+    by construction).
     """
     plan, groups, labels = [], [], []
     for name in names:
         envs = pool.envs(name, per_env * group_size)
         size = getattr(envs[0], "num_tasks", None) or 2**31 - 1
+        ids = getattr(envs[0], "task_ids", None)  # the ids this split uses, where they are not 0..num_tasks-1
         for k in range(per_env):
             task, group = rng.randrange(size), len(groups) // group_size
+            task = ids[task] if ids else task
             plan += [(envs[k * group_size + j], task) for j in range(group_size)]
             groups += [group] * group_size
             labels += [name] * group_size

@@ -44,7 +44,7 @@ NOTHING = "Nothing happened."
 _COMMANDS = [
     (re.compile(r"^go to (.+)$"), "go"),
     (re.compile(r"^take (.+?) from (.+)$"), "take"),
-    (re.compile(r"^put (.+?) (?:in/on|in|on) (.+)$"), "put"),
+    (re.compile(r"^put (.+?) in/on (.+)$"), "put"),  # ALFWorld's only put command; "put x in y" does nothing
     (re.compile(r"^(?:open|close) (.+)$"), "open"),
     (re.compile(r"^(?:heat|cool|clean) (.+?) with (.+)$"), "change"),
     (re.compile(r"^(?:toggle|use) (.+)$"), "use"),
@@ -52,7 +52,7 @@ _COMMANDS = [
 ]
 INSTRUCTIONS = (
     "You are an agent in a household. Each turn you get an observation and take one action toward your task; the "
-    "first observation describes the room and the task.\n"
+    "first observation describes the room and the task and lists the actions available at the start.\n"
     "Actions (use the exact numbered names you see):\n"
     "go to <recep> | take <obj> from <recep> | put <obj> in/on <recep> | open <recep> | close <recep> | "
     "toggle <obj> | use <obj> | heat <obj> with <recep> | cool <obj> with <recep> | clean <obj> with <recep> | "
@@ -134,9 +134,11 @@ class ALFWorld:
         self.held: str | None = None
         self.explored: set[str] = set()
         self._turns, self._done, self._success, self._best = 0, False, False, 0
+        # AgentGym's server drops TextWorld's welcome banner and joins the rest with single newlines; its client adds
+        # the admissible commands to this first observation only (later turns show the feedback alone).
         return (
-            "-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room. Looking quickly around you, you "
-            f"see {self._list(self.recs)}.\n\nYour task is to: {self.task.text}\n"
+            f"You are in the middle of a room. Looking quickly around you, you see {self._list(self.recs)}.\n"
+            f"Your task is to: {self.task.text}\n"
             f"AVAILABLE ACTIONS: {','.join(f'go to {r}' for r in self.recs)},inventory,look"
         )
 

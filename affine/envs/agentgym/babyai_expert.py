@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from minigrid.envs.babyai.core.verifier import (
     AfterInstr,
     GoToInstr,
@@ -54,7 +55,44 @@ class _Plan:
 
 class Expert:
     """The expert: plans from the full state, acts through the listed actions.  Mixed into ``BabyAI``: it uses the
-    env's ``_u``, ``_cells``, ``_pose``, ``_labels``, ``_acts``, ``goal``, ``done``, ``_passable`` and ``_visible``."""
+    env's ``_u``, ``_cells``, ``_pose``, ``_acts``, ``_targets``, ``goal`` and ``done``."""
+
+    def _visible(self, pose: Pose) -> list[tuple[int, int, Cell]]:
+        """(distance, scan order, cell) of the cells seen from ``pose``, nearest first (minigrid's own occlusion)."""
+        u, (px, py), f, r = self._u, pose[0], VEC[pose[1]], VEC[(pose[1] + 1) % 4]
+        saved = u.agent_pos, u.agent_dir
+        u.agent_pos, u.agent_dir = np.array(pose[0]), pose[1]
+        try:
+            _, vis = u.gen_obs_grid()
+        finally:
+            u.agent_pos, u.agent_dir = saved
+        size, half = u.agent_view_size, u.agent_view_size // 2
+        seen = []
+        for vy in range(size):
+            for vx in range(size):
+                ahead, side = size - 1 - vy, vx - half
+                cell = (px + f[0] * ahead + r[0] * side, py + f[1] * ahead + r[1] * side)
+                if vis[vx, vy] and cell in self._cells:
+                    seen.append((abs(cell[0] - px) + abs(cell[1] - py), len(seen), cell))
+        return sorted(seen)
+
+    def _passable(
+        self, cell: Cell, strict: bool = False, locked: bool = False, movable: bool = False, nokey: bool = False
+    ) -> bool:
+        """Strict: walkable now.  Otherwise the expert's view: closed doors count, locked ones if the carried key fits
+        (not with ``nokey``) or with ``locked``, objects that could be carried away with ``movable``."""
+        if cell not in self._cells:
+            return False
+        obj = self._cells[cell]
+        if obj is None or obj.type in ("goal", "floor"):
+            return True
+        if obj.type == "door":
+            if strict or obj.is_open or self._strict:
+                return obj.is_open
+            carry = self._u.carrying
+            fits = not nokey and carry is not None and carry.type == "key" and carry.color == obj.color
+            return not obj.is_locked or locked or fits
+        return movable and obj.can_pickup()
 
     def _field_to(self, targets: set[Cell], mode: dict[str, bool]) -> tuple[dict[Pose, int], dict[Cell, int]]:
         """Distance field to the poses facing ``targets`` under a passability ``mode``, and its cell costs."""
@@ -101,7 +139,7 @@ class Expert:
             return _Plan("drop", spots, 3, f"put {say(leaf.desc_move)} next to {say(leaf.desc_fixed)}", {})
         return _Plan("pickup", self._where(leaf.desc_move.obj_set, True), 2, f"pick up {say(leaf.desc_move)}", {})
 
-    def _dispose(self) -> _Plan:
+    def _dispose(self, wanted: set[Cell]) -> _Plan:
         """Put the carried object down off the paths still to walk, preferring open floor away from doors so it does
         not become the next blocker.  The spots are kept while the same object is carried: recomputing them from
         every new pose could make the planner oscillate."""
@@ -120,10 +158,25 @@ class Expert:
                 around = [self._cells.get((x + dx, y + dy), 1) for dx, dy in VEC]
                 if sum(o is None for o in around) >= 3 and not any(getattr(o, "type", "") == "door" for o in around):
                     spots.add((x, y))
-            spots = spots or free
+            # boxed in (every free cell is on a path still to walk): any reachable free cell beats holding on
+            spots = spots or free or {c for c in reach if self._cells.get(c) is None} - {self._pose[0]}
+            # never wall the agent off from what it must reach next (a drop spot that is the only way through)
+            through = {c for c in self._cells if self._passable(c, locked=True)} | {self._pose[0]}
+            spots = {c for c in spots if self._keeps_way(through - {c}, [wanted, *self._keep_clear])} or spots
             self._drop_spots = {id(carry): spots}
         note = f"put down the {carry.color} {carry.type} out of the way"
         return _Plan("drop", spots, 0, note, self._field_to(spots, {})[0])
+
+    def _keeps_way(self, ok: set[Cell], targets: list[set[Cell]]) -> bool:
+        """Whether every target still to reach has a neighbour the agent can walk to through ``ok``."""
+        seen, todo = {self._pose[0]}, [self._pose[0]]
+        while todo:
+            x, y = todo.pop()
+            for dx, dy in VEC:
+                if (nxt := (x + dx, y + dy)) in ok and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return all(any((x + dx, y + dy) in seen for dx, dy in VEC) for t in targets for x, y in t)
 
     def _make_plan(self) -> _Plan:
         # strict levels (the *Debug ones) fail on toggling a wrong door / picking up a wrong object: never do either
@@ -151,7 +204,7 @@ class Expert:
         if pose in goal.dist:
             if goal.finish == "pickup" and carry is not None:
                 if pose in self._field_to(goal.targets, {"nokey": True})[0]:
-                    return self._dispose()
+                    return self._dispose(goal.targets)
                 return goal  # the carried key opens the way: keep it until the door is open
             locked = {
                 self._cells[c].color for c in goal.targets if goal.finish == "toggle" and self._cells[c].is_locked
@@ -200,6 +253,38 @@ class Expert:
         plan = self._plan
         return _done_leaves(self._u.instrs), plan.stage, -plan.dist.get(self._pose, FAR)
 
+    def _simulate(self, prims: list[int]) -> Pose:
+        """The pose after ``prims`` on the true grid, stopping where the server stops (a step that changes nothing:
+        a forward into a wall, an object or a closed door); toggles open the door ahead if they can."""
+        pose, opened, carry = self._pose, set(), self._u.carrying
+        for act in prims:
+            if act in (search.LEFT, search.RIGHT):
+                pose = (pose[0], (pose[1] + (1 if act == search.RIGHT else -1)) % 4)
+                continue
+            front = search.ahead(pose)
+            obj = self._cells.get(front, 1)
+            if act == search.FORWARD:
+                if not (obj is None or front in opened or (obj != 1 and obj.can_overlap())):
+                    break
+                pose = (front, pose[1])
+            elif act == search.TOGGLE and obj not in (None, 1) and obj.type == "door" and not obj.is_open:
+                if obj.is_locked and not (carry is not None and carry.type == "key" and carry.color == obj.color):
+                    break
+                opened.add(front)
+            else:
+                break
+        return pose
+
+    def _macro(self, verb: str, targets: set[Cell]) -> str | None:
+        """The nearest listed ``verb`` action about one of ``targets`` that really ends facing it."""
+        best: tuple[int, str] | None = None
+        for act, cell in self._targets.items():
+            if act.startswith(verb) and cell in targets:
+                end = self._simulate(self._acts[act])
+                if search.ahead(end) == cell and (best is None or len(self._acts[act]) < best[0]):
+                    best = (len(self._acts[act]), act)
+        return best[1] if best else None
+
     def expert_reply(self) -> str:
         """One ReAct reply of the planner; uses only actions listed in the current observation."""
         if self._u is None or self.done:
@@ -208,28 +293,25 @@ class Expert:
         head = f"My goal is to {self.goal}. Right now I need to {plan.note}."
         front = search.ahead(pose)
         if front in plan.targets:
-            label = self._labels.get(front, "object")
             act, why = {
-                "pickup": (f"pickup {label}", f"The {label} is right in front of me, so I pick it up."),
-                "toggle": ("toggle", f"The {label} is right in front of me, so I toggle it."),
+                "pickup": (self._macro("pickup ", {front}), "It is right in front of me, so I pick it up."),
+                "toggle": ("toggle", "The door is right in front of me, so I toggle it."),
                 "drop": ("drop", "The free cell in front of me is a good place, so I drop what I carry."),
-            }.get(plan.finish, ("turn left", f"The {label} is right in front of me; I turn away and back to confirm."))
+            }.get(plan.finish, ("turn left", "It is right in front of me; I turn away and back to face it again."))
             if act in acts:
                 return react(f"{head} {why}", act)
-        verb = {"pickup": "pickup {}", "goto": "go to {}", "toggle": "toggle and go through {}"}.get(plan.finish)
-        visible = sorted(
-            plan.targets & self._labels.keys(), key=lambda c: abs(c[0] - pose[0][0]) + abs(c[1] - pose[0][1])
-        )
-        for cell in visible if verb else []:
-            if (act := verb.format(self._labels[cell])) in acts:  # type: ignore[union-attr]
-                return react(f"{head} I can see the {self._labels[cell]} and there is a path to it.", act)
-        moves = [a for a in acts if not a.startswith(("pickup", "check", "drop")) and a != "toggle"]
-        ends = {a: search.end_pose(pose, acts[a]) for a in moves}
+        verb = {"pickup": "pickup ", "goto": "go to ", "toggle": "go to "}.get(plan.finish)
+        if verb and (act := self._macro(verb, plan.targets)):
+            return react(f"{head} I can see it and there is a path to it.", act)
+        keep = plan.targets if plan.finish == "toggle" else set()  # opening the goal door must end on the toggle
+        moves = [a for a in acts if not a.startswith(("pickup", "check", "drop")) and a != "toggle"
+                 and not (self._strict and a.startswith("toggle")) and self._targets.get(a) not in keep]  # fmt: skip
+        ends = {a: self._simulate(acts[a]) for a in moves}
         act = min(moves, key=lambda a: (plan.dist.get(ends[a], FAR), len(acts[a])))
         if verb:  # among moves that make progress, prefer one after which a target is in sight (one macro ends it)
             here = plan.dist.get(pose, FAR)
             sights = [a for a in moves if plan.dist.get(ends[a], FAR) < here and self._sees(ends[a], plan.targets)]
             act = min(sights, key=lambda a: (plan.dist.get(ends[a], FAR), len(acts[a])), default=act)
-        if plan.dist.get(search.end_pose(pose, acts[act]), FAR) >= FAR:
+        if plan.dist.get(ends[act], FAR) >= FAR:
             return react(f"{head} I see no way there yet, so I look around.", "turn left")
         return react(f"{head} It is not within reach yet; '{act}' brings me closest to it.", act)

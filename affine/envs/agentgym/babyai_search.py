@@ -1,5 +1,6 @@
-"""Pose and grid search for BabyAI.  The env's action list and the expert's planner must agree on what a path is, so
-both use these searches over poses (cell, heading); they live here so that neither of the two modules owns them."""
+"""Pose and grid search for the BabyAI expert: searches over poses (cell, heading) of the full grid, and the primitive
+action ids and headings the env and its view share.  (The server's own path search, over the current view only, is
+``babyai_view.find_path``: the expert plans with more than the agent sees, but acts only through listed actions.)"""
 
 from __future__ import annotations
 
@@ -19,17 +20,6 @@ def ahead(pose: Pose) -> Cell:
     return x + VEC[d][0], y + VEC[d][1]
 
 
-def end_pose(pose: Pose, path: list[int]) -> Pose:
-    for a in path:
-        if a == LEFT:
-            pose = (pose[0], (pose[1] - 1) % 4)
-        elif a == RIGHT:
-            pose = (pose[0], (pose[1] + 1) % 4)
-        elif a == FORWARD:
-            pose = (ahead(pose), pose[1])
-    return pose
-
-
 def bfs(start: Pose, ok: set[Cell]) -> dict[Pose, tuple[Pose, int, int] | None]:
     """Forward BFS over poses through passable cells; value = (parent pose, action, depth) for path rebuilding."""
     parent: dict[Pose, tuple[Pose, int, int] | None] = {start: None}
@@ -47,26 +37,6 @@ def bfs(start: Pose, ok: set[Cell]) -> dict[Pose, tuple[Pose, int, int] | None]:
 def depth(parent: dict[Pose, tuple[Pose, int, int] | None], pose: Pose) -> int:
     step = parent[pose]
     return 0 if step is None else step[2]
-
-
-def path(parent: dict[Pose, tuple[Pose, int, int] | None], goals: list[Pose]) -> list[int] | None:
-    """Shortest primitive path to the nearest of ``goals`` (None if none is reachable)."""
-    found = [g for g in goals if g in parent]
-    if not found:
-        return None
-    goal = min(found, key=lambda g: depth(parent, g))
-    path: list[int] = []
-    while (step := parent[goal]) is not None:
-        goal, act, _ = step
-        path.append(act)
-    return path[::-1]
-
-
-def offer(acts: dict[str, list[int]], errs: dict[str, str], key: str, path: list[int] | None, err: str) -> None:
-    if path is None:
-        errs[key] = err
-    else:
-        acts[key] = path
 
 
 def field(goals: list[Pose], ok: set[Cell], cost: dict[Cell, int]) -> dict[Pose, int]:

@@ -37,6 +37,7 @@ from affine.envs.agentgym.webshop_catalogue import fuzzy_match as fuzzy_match  #
 from affine.envs.base import Shaping, Step, check_split
 
 SEP = " [SEP] "
+_ACTION = re.compile(r"(.+)\[(.+)\]")
 PAGE_SIZE = 10
 SEARCH_BONUS = 0.1
 CLICK_BONUS = 0.3
@@ -51,7 +52,8 @@ class WebShop:
     instructions = (
         "You are shopping in an online store. Each turn you see the current web page as its visible texts separated "
         "by [SEP], and you reply with one action that brings you closer to buying the product the instruction "
-        "describes.\nActions:\n- search[keywords]: only when the page has a search bar (the page ending in 'Search').\n"
+        "describes.\nActions (lower-case, nothing between the word and '['):\n"
+        "- search[keywords]: only when the page has a search bar (the page ending in 'Search').\n"
         "- click[value]: value must be a clickable text of the page: a product id, an option value, 'Buy Now', "
         "'Next >', '< Prev', 'Back to Search', 'Description', 'Features', 'Reviews' or 'Attributes'.\n"
         "An action that is not available on the page does nothing. Clicking 'Buy Now' ends the episode; you are "
@@ -96,9 +98,11 @@ class WebShop:
         if action is None:
             obs = parsed.error or "Invalid Action."
         else:
-            m = re.match(r"\s*(search|click)\s*\[(.+)\]", action, re.S | re.I)
-            if m and m.group(2).strip():
-                valid, bonus = self._apply(m.group(1).lower(), m.group(2).strip().lower())
+            # WebShop's own parse: ``name[arg]`` on one line, the name exactly ``search`` or ``click`` (case matters,
+            # no space before ``[``), the argument lower-cased; anything else is a no-op.
+            m = _ACTION.match(action)
+            if m and m.group(1) in ("search", "click") and m.group(2).strip():
+                valid, bonus = self._apply(m.group(1), m.group(2).strip().lower())
             obs = self.render()  # an unavailable action leaves the page as it was, like the real env
         reward = bonus + (0.0 if valid else self.shaping.invalid_penalty)
         truncated = not self._done and self.turn >= self.max_turns
