@@ -53,6 +53,11 @@ class BaseParams(Section):
     # generation (evaluation and RL rollouts): prefill in groups of rows of at most this many prompt tokens; None =
     # the whole batch in one forward (best on a GPU; on a CPU smaller groups stay in cache, see affine.generation)
     prefill_tokens: int | None = Field(None, ge=1)
+    # who generates for evaluate and RL rollouts: hf (the loaded model; prefill_tokens applies) or vllm (one vllm.LLM
+    # per stage, LoRA served on top; needs vllm installed, see README "Generation engines" and affine.engine)
+    engine: Literal["hf", "vllm"] = "hf"
+    vllm_kv_cache_gib: float = Field(2.0, gt=0)  # vLLM's default (92 % of memory) is refused on a shared machine
+    vllm_enforce_eager: bool = True  # skip torch.compile, which costs each stage start ~50 s on the CPU profile
     # torch CPU threads in every stage: auto = OMP_NUM_THREADS if set, else every CPU in the affinity mask (see
     # affine.threads); a machine setting, not a DVC param (it changes speed, not what a stage computes)
     num_threads: Literal["auto"] | int = "auto"

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from affine.attention import fast_decode
 from affine.chat import render_prompt
-from affine.prefill import layout, prefill
+from affine.prefill import cache_name, layout, prefill
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,13 @@ def generate_ids(
     """Sample continuations of token-id prompts; each cut after its first eos (kept).  Input order is kept.
 
     Longest prompts first so each chunk pads little; new tokens share a column (left padding, or the layout of
-    :func:`affine.prefill.layout`); the model's KV cache is used inside each ``generate`` call.
+    :func:`affine.prefill.layout`); the model's KV cache is used inside each ``generate`` call.  ``model`` may be
+    an engine instead (:class:`affine.engine.VLLMEngine`, ``base.engine: vllm``): the prompts go to it as they are.
     """
+    if hasattr(model, "generate_token_ids"):
+        return model.generate_token_ids(
+            prompts, max_new_tokens=max_new_tokens, temperature=temperature, progress=progress
+        )
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     results: list[list[int]] = [[] for _ in prompts]
     device = next(model.parameters()).device
@@ -75,13 +80,13 @@ def generate_ids(
             out = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
-                cache=cache,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id,
                 eos_token_id=eos_id,
                 do_sample=temperature > 0,
                 use_cache=True,
                 **sampling,
+                **{cache_name(): cache},
             )
         for row, i in enumerate(chunk):
             tokens = out[row, width:].tolist()

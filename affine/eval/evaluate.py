@@ -25,7 +25,7 @@ from affine.envs.base import is_single_turn
 from affine.envs.options import build_env
 from affine.eval.metrics import build_results
 from affine.generation import generate_chat
-from affine.model import load_model
+from affine.model import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +143,37 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
 def evaluate(params: Params, which: str, models_dir: str | Path, out_json: str | Path, out_samples: str | Path) -> dict:
     """Score ``which`` (base/sft/rl, with fallback) on every env in ``evaluate.environments``; write both files."""
     used, folder = resolve_model(which, models_dir)
+    if params.base.engine == "vllm":
+        from affine.engine import VLLMEngine
+
+        tokenizer = load_tokenizer(str(folder))
+        with VLLMEngine(
+            folder,
+            tokenizer,
+            dtype=params.evaluate.dtype,
+            seed=params.base.seed,
+            kv_cache_gib=params.base.vllm_kv_cache_gib,
+            enforce_eager=params.base.vllm_enforce_eager,
+        ) as engine:
+            return _evaluate_with(engine, tokenizer, params, which, used, folder, out_json, out_samples)
     model, tokenizer = load_model(str(folder), dtype=params.evaluate.dtype)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()  # plain weights generate faster than LoRA-wrapped layers
     model.eval()
+    return _evaluate_with(model, tokenizer, params, which, used, folder, out_json, out_samples)
+
+
+def _evaluate_with(
+    model: Any,
+    tokenizer: Any,
+    params: Params,
+    which: str,
+    used: str,
+    folder: Path,
+    out_json: str | Path,
+    out_samples: str | Path,
+) -> dict:
+    """The evaluation proper, on ``model``: the HF model or a generation engine (``base.engine``)."""
     torch.manual_seed(params.base.seed)
     rows: list[dict] = []
     per_env: dict[str, list[float]] = {}

