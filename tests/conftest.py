@@ -84,14 +84,15 @@ def tokenizer(tokenizer_dir: str):
     return load_tokenizer(tokenizer_dir)
 
 
-def build_tiny_model(vocab_size: int, seed: int = 0):
+def build_tiny_model(vocab_size: int, seed: int = 0, head_dim: int = 16):
+    """A random-init 2-layer Llama (grouped query heads: 4 query, 2 key/value) with heads of ``head_dim``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=4 * head_dim,
+        intermediate_size=8 * head_dim,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

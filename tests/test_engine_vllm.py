@@ -16,6 +16,7 @@ import time
 
 import pytest
 import torch
+from conftest import build_tiny_model
 
 from affine.chat import render_prompt
 from affine.config import parse_params
@@ -29,24 +30,8 @@ SMALL_SAT = {"sat": {"n_vars": [3, 4], "k": [2, 3], "clause_ratio": 2.0}}  # pro
 
 
 def tiny_llama(vocab_size: int, seed: int = 0):
-    """Head size 64 (vLLM's CPU attention has no kernel for the 16 of conftest's tiny model)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    )
-    return LlamaForCausalLM(config).eval()
+    """Heads of 64 (vLLM's CPU attention has no kernel for the 16 of conftest's default)."""
+    return build_tiny_model(vocab_size, seed, head_dim=64).eval()
 
 
 @pytest.fixture(scope="module")
