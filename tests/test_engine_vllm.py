@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import time
 
 import pytest
@@ -46,7 +47,9 @@ def model_dir(tmp_path_factory, tokenizer) -> str:
 def engine(model_dir, tokenizer):
     from affine.engine import VLLMEngine
 
-    with VLLMEngine(model_dir, tokenizer, dtype="float32", seed=0, kv_cache_gib=1, max_lora_rank=8) as served:
+    with VLLMEngine(
+        model_dir, tokenizer, dtype="float32", seed=0, kv_cache_gib=1, max_lora_rank=8, log_stats=True
+    ) as served:
         yield served
 
 
@@ -60,8 +63,50 @@ def test_missing_vllm_is_one_clear_error(monkeypatch, tokenizer, tmp_path) -> No
     import affine.engine as engine_module
 
     monkeypatch.setattr(engine_module, "vllm_available", lambda: False)
-    with pytest.raises(ModelError, match="base.engine: vllm needs vllm installed"):
+    with pytest.raises(ModelError, match=r"base.engine: vllm needs vllm installed: pip install -e \".\[cpu\]\""):
         engine_module.VLLMEngine(tmp_path, tokenizer)
+    # present but unimportable (pip's CUDA torchvision next to the CPU torch): the line names the uninstall
+    monkeypatch.setattr(engine_module, "vllm_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
+    with pytest.raises(ModelError, match="does not import .*pip uninstall -y torchvision torchaudio torchcodec"):
+        engine_module.VLLMEngine(tmp_path, tokenizer)
+
+
+def test_a_stage_on_vllm_without_vllm_stops_with_one_line(monkeypatch, capsys, tmp_path, model_dir) -> None:
+    """``evaluate`` on ``base.engine: vllm`` where vllm is absent: exit 2 and one ``error:`` line naming the fix,
+    before any model is loaded."""
+    import affine.engine as engine_module
+    from affine.eval.evaluate import evaluate
+    from affine.stage import run
+
+    monkeypatch.setattr(engine_module, "vllm_available", lambda: False)
+    shutil.copytree(model_dir, tmp_path / "models" / "base")
+    params = parse_params({"base": {"engine": "vllm"}, "evaluate": {"environments": ["affine:sat"]}})
+    (tmp_path / "params.yaml").write_text("{}\n")
+    with pytest.raises(SystemExit) as stop:
+        run(lambda: evaluate(params, "base", tmp_path / "models", tmp_path / "o.json", tmp_path / "o.jsonl"),
+            params_path=str(tmp_path / "params.yaml"))  # fmt: skip
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # the rest: the stage's log lines
+    assert errors == ['error: base.engine: vllm needs vllm installed: pip install -e ".[cpu]" (README "Quick start"), '
+                      "or set base.engine: hf"]  # fmt: skip
+    assert err.strip().endswith("base.engine: hf") and "Traceback" not in err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_from_params_reads_base_and_the_callers_dtype(monkeypatch, tokenizer, tmp_path) -> None:
+    from affine.engine import VLLMEngine
+
+    seen = {}
+    monkeypatch.setattr(VLLMEngine, "__init__", lambda self, model, tok, **kw: seen.update(model=model, **kw))
+    raw = {"seed": 7, "vllm_kv_cache_gib": 1.5, "vllm_enforce_eager": False}
+    engine = VLLMEngine.from_params(parse_params({"base": raw}), tmp_path, tokenizer, dtype="bfloat16")
+    assert isinstance(engine, VLLMEngine)
+    assert seen == {"model": tmp_path, "dtype": "bfloat16", "seed": 7, "kv_cache_gib": 1.5, "enforce_eager": False,
+                    "max_lora_rank": 16}  # fmt: skip
+    VLLMEngine.from_params(parse_params({}), tmp_path, tokenizer, dtype="float32", max_lora_rank=64)
+    assert seen["max_lora_rank"] == 64 and seen["seed"] == parse_params({}).base.seed
 
 
 def test_thread_binding_follows_env_then_torch(monkeypatch) -> None:
@@ -134,6 +179,41 @@ def test_multi_turn_episodes_match_hf(engine, model_dir, tokenizer) -> None:
     ours, theirs = episodes(hf), episodes(engine)
     assert [e.turns for e in theirs] == [e.turns for e in ours]
     for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a.token_ids, b.token_ids) and torch.equal(a.action_mask, b.action_mask)
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_prefix_cache_reuse_gives_the_re_prefill_tokens(engine, tokenizer) -> None:
+    """KV reused across turns (prefix caching) vs every turn re-prefilled (cache emptied before each turn): the
+    same episodes token for token (fp32 greedy), and the reuse really happened (vLLM's own hit counter)."""
+    from affine.rollout import play
+
+    envs = parse_params({}).envs
+
+    class Reprefill:
+        def generate_token_ids(self, prompts, **kwargs):
+            engine.llm.reset_prefix_cache()
+            return engine.generate_token_ids(prompts, **kwargs)
+
+    def hits() -> int:
+        return next(int(m.value) for m in engine.llm.get_metrics() if m.name == "vllm:prefix_cache_hits")
+
+    def episodes(model):
+        tasks = [(build_env(name, envs, split="eval"), i) for name in ("agentgym:textcraft", "agentgym:babyai")
+                 for i in range(2)]  # fmt: skip
+        return play(model, tokenizer, tasks, max_new_tokens=10, temperature=0.0, max_turns=4, max_context=2048)
+
+    engine.llm.reset_prefix_cache()
+    start = hits()
+    reused = episodes(engine)
+    reuse_hits = hits() - start
+    start = hits()
+    fresh = episodes(Reprefill())
+    assert reuse_hits > 0, "prefix caching reused nothing across turns"
+    assert hits() - start < reuse_hits  # only within-turn sharing (the envs' common instructions) is left
+    assert [e.turns for e in reused] == [e.turns for e in fresh] and min(e.turns for e in reused) >= 2
+    for a, b in zip(reused, fresh, strict=True):
         assert torch.equal(a.token_ids, b.token_ids) and torch.equal(a.action_mask, b.action_mask)
 
 

@@ -147,14 +147,7 @@ def evaluate(params: Params, which: str, models_dir: str | Path, out_json: str |
         from affine.engine import VLLMEngine
 
         tokenizer = load_tokenizer(str(folder))
-        with VLLMEngine(
-            folder,
-            tokenizer,
-            dtype=params.evaluate.dtype,
-            seed=params.base.seed,
-            kv_cache_gib=params.base.vllm_kv_cache_gib,
-            enforce_eager=params.base.vllm_enforce_eager,
-        ) as engine:
+        with VLLMEngine.from_params(params, folder, tokenizer, dtype=params.evaluate.dtype) as engine:
             return _evaluate_with(engine, tokenizer, params, which, used, folder, out_json, out_samples)
     model, tokenizer = load_model(str(folder), dtype=params.evaluate.dtype)
     if hasattr(model, "merge_and_unload"):

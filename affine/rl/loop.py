@@ -218,14 +218,8 @@ class RolloutGenerator:
         if params.base.engine == "vllm":
             from affine.engine import VLLMEngine
 
-            self.engine = VLLMEngine(
-                policy_dir,
-                tokenizer,
-                dtype=params.base.dtype,
-                seed=params.base.seed,
-                kv_cache_gib=params.base.vllm_kv_cache_gib,
-                enforce_eager=params.base.vllm_enforce_eager,
-                max_lora_rank=params.sft.lora_r,
+            self.engine = VLLMEngine.from_params(
+                params, policy_dir, tokenizer, dtype=params.base.dtype, max_lora_rank=params.sft.lora_r
             )
 
     def __call__(self, policy: Any) -> Any:
