@@ -50,11 +50,9 @@ class BaseParams(Section):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     load_in_8bit: bool = False
     load_in_4bit: bool = False
-    # generation (evaluation and RL rollouts): prefill in groups of rows of at most this many prompt tokens; None =
-    # the whole batch in one forward (best on a GPU; on a CPU smaller groups stay in cache, see affine.generation)
-    prefill_tokens: int | None = Field(None, ge=1)
-    # who generates for evaluate and RL rollouts: hf (the loaded model; prefill_tokens applies) or vllm (one vllm.LLM
-    # per stage, LoRA served on top; needs vllm installed, see README "Generation engines" and affine.engine)
+    # who generates for evaluate and RL rollouts: vllm (params.yaml's default: one vllm.LLM per stage, LoRA served on
+    # top, see README "Generation engines" and affine.engine) or hf (the loaded model, plain generate; the fallback,
+    # and the code default so a params file without the key runs wherever the project installs)
     engine: Literal["hf", "vllm"] = "hf"
     vllm_kv_cache_gib: float = Field(2.0, gt=0)  # vLLM's default (92 % of memory) is refused on a shared machine
     vllm_enforce_eager: bool = True  # skip torch.compile, which costs each stage start ~50 s on the CPU profile

@@ -4,14 +4,11 @@ Prompts are sorted by length before batching so each batch pads little (padding-
 every row's new tokens start at the same column, and run under ``torch.inference_mode``.  Results come back in the
 caller's order.
 
-With ``prefill_tokens`` each chunk is prefilled by :mod:`affine.prefill` -- in row groups of at most that many
-tokens, with prefixes shared by several prompts (``min_shared_prefix`` tokens or more) computed once -- before one
-batched decode over the whole chunk.  Why: on a CPU, one forward over a whole left-padded batch (32 x 257 tokens)
-ran *slower per token* than one prompt at a time: 5.5 s vs 3.2 s for the same 32 prompts on 2 cores, while groups
-of ~1,000 tokens took 2.7 s.  On a GPU one forward over the whole batch is fast: leave it unset there.
-
-Decode steps on a CPU run :mod:`affine.attention`'s kernel (``fast_decode``); the prefilled cache is a
-``StaticCache`` with room for the new tokens, so no step copies the cache (:func:`affine.prefill.prefill`).
+This is the ``hf`` fallback engine (``base.engine: hf``), kept plain on purpose: transformers' own ``generate``,
+batched, KV cache on.  The default engine is vLLM (:mod:`affine.engine`), which ``generate_ids`` hands the prompts to
+when given one.  The hand-written grouped prefill and CPU decode attention that used to sit here were removed:
+on transformers 5.19 they were slower than plain ``generate`` and vLLM was faster than both (``bench/README.md``,
+"Engines").
 """
 
 from __future__ import annotations
@@ -23,9 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from affine.attention import fast_decode
 from affine.chat import render_prompt
-from affine.prefill import cache_name, layout, prefill
 
 
 @dataclass(frozen=True)
@@ -45,13 +40,11 @@ def generate_ids(
     temperature: float,
     batch_size: int,
     progress: str | None = None,
-    prefill_tokens: int | None = None,
-    min_shared_prefix: int = 32,
 ) -> list[list[int]]:
     """Sample continuations of token-id prompts; each cut after its first eos (kept).  Input order is kept.
 
-    Longest prompts first so each chunk pads little; new tokens share a column (left padding, or the layout of
-    :func:`affine.prefill.layout`); the model's KV cache is used inside each ``generate`` call.  ``model`` may be
+    Longest prompts first so each chunk pads little; left padding, so new tokens share a column; the model's KV
+    cache is used inside each ``generate`` call.  ``model`` may be
     an engine instead (:class:`affine.engine.VLLMEngine`, ``base.engine: vllm``): the prompts go to it as they are.
     """
     if hasattr(model, "generate_token_ids"):
@@ -68,26 +61,19 @@ def generate_ids(
     bar = tqdm(total=len(prompts), desc=progress, disable=progress is None, unit="prompt")
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        if prefill_tokens and max(len(prompts[i]) for i in chunk) > 1:
-            plan = layout([prompts[i] for i in chunk], pad_id, min_shared_prefix, device)
-            chunk = [chunk[row] for row in plan.order]
-            ids, mask, cache = plan.ids, plan.mask, prefill(model, plan, prefill_tokens, room=max_new_tokens)
-        else:
-            ids, mask = _left_padded([prompts[i] for i in chunk], pad_id)
-            ids, mask, cache = ids.to(device), mask.to(device), None
+        ids, mask = _left_padded([prompts[i] for i in chunk], pad_id)
+        ids, mask = ids.to(device), mask.to(device)
         width = ids.shape[1]
-        with fast_decode(model):
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id,
-                eos_token_id=eos_id,
-                do_sample=temperature > 0,
-                use_cache=True,
-                **sampling,
-                **{cache_name(): cache},
-            )
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+            do_sample=temperature > 0,
+            use_cache=True,
+            **sampling,
+        )
         for row, i in enumerate(chunk):
             tokens = out[row, width:].tolist()
             length = next((n + 1 for n, t in enumerate(tokens) if t == eos_id), len(tokens))
@@ -117,7 +103,6 @@ def generate_texts(
     batch_size: int = 16,
     temperature: float = 0.0,
     progress: str | None = None,
-    prefill_tokens: int | None = None,
 ) -> list[Completion]:
     """Continue raw prompt strings (already chat-rendered); greedy when ``temperature`` is 0."""
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -129,7 +114,6 @@ def generate_texts(
         temperature=temperature,
         batch_size=batch_size,
         progress=progress,
-        prefill_tokens=prefill_tokens,
     )
     return [
         Completion(text=tokenizer.decode(out, skip_special_tokens=True), prompt_tokens=len(ids), new_tokens=len(out))

@@ -106,7 +106,6 @@ def play(
     reward_fn: RewardFn | None = None,
     batch_size: int | None = None,
     max_context: int | None = None,
-    prefill_tokens: int | None = None,
 ) -> list[Episode]:
     """Play one episode per ``(env, task_id)``; results in input order.
 
@@ -137,7 +136,6 @@ def play(
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 batch_size=batch_size or len(live),
-                prefill_tokens=prefill_tokens,
             )
             replies = [(tokenizer.decode(g, skip_special_tokens=True), g) for g in generated]
         for state, (text, ids) in zip(live, replies, strict=True):

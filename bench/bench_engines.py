@@ -10,7 +10,6 @@ Sides (``--sides`` picks some):
 * ``vllm_reprefill`` (multi-turn only): the same engine with its prefix cache emptied before every turn, so each turn
   re-prefills the whole conversation -- the cross-turn reuse's own gain is ``vllm / vllm_reprefill``;
 * ``hf``: :func:`affine.generation.generate_ids`, batched, plain KV-cached ``generate`` (the fallback engine);
-* ``hf_kernels``: the same with our grouped prefill (``base.prefill_tokens``) and CPU decode attention;
 * ``one_at_a_time``: the naive loop (one ``generate`` per prompt; ``play`` with ``batch_size=1``), on the first
   ``--serial-n`` prompts / every k-th of the episodes (both envs): a one-stream rate does not depend on how many
   streams run one after another, and the full set would take most of a round.
@@ -29,7 +28,6 @@ recorded.  The JSON is rewritten after every round, so a cut run keeps its round
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -47,7 +45,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_generation import forced_length, held_out_prompts, serial_generate  # noqa: E402
 
-import affine.generation  # noqa: E402
 from affine.config import load_params  # noqa: E402
 from affine.engine import VLLMEngine, thread_binding  # noqa: E402
 from affine.envs.options import build_env  # noqa: E402
@@ -56,8 +53,8 @@ from affine.model import load_model  # noqa: E402
 from affine.rollout import play  # noqa: E402
 
 MULTI_TURN_ENVS = ("agentgym:textcraft", "agentgym:babyai")
-SIDES = ("vllm", "vllm_reprefill", "hf", "hf_kernels", "one_at_a_time")
-PAIRS = [("vllm", "hf"), ("hf_kernels", "hf"), ("vllm", "hf_kernels"), ("vllm", "one_at_a_time"),
+SIDES = ("vllm", "vllm_reprefill", "hf", "one_at_a_time")
+PAIRS = [("vllm", "hf"), ("vllm", "one_at_a_time"),
          ("hf", "one_at_a_time"), ("vllm", "vllm_reprefill"), ("vllm_reprefill", "one_at_a_time")]  # fmt: skip
 
 
@@ -103,21 +100,7 @@ def tasks(params: Any, episodes: int) -> list[tuple[Any, int]]:
     return [(build_env(MULTI_TURN_ENVS[i % 2], params.envs, "eval"), i // 2) for i in range(episodes)]
 
 
-def plain(fn: Any) -> Any:
-    """``fn`` with :mod:`affine.attention`'s decode kernel switched off: transformers' own attention."""
-
-    def call() -> Any:
-        saved = affine.generation.fast_decode
-        affine.generation.fast_decode = lambda model: contextlib.nullcontext()
-        try:
-            return fn()
-        finally:
-            affine.generation.fast_decode = saved
-
-    return call
-
-
-def play_all(model: Any, tokenizer: Any, chosen: list, args: Any, batch: int | None, group: int | None = None) -> list:
+def play_all(model: Any, tokenizer: Any, chosen: list, args: Any, batch: int | None) -> list:
     return play(
         model,
         tokenizer,
@@ -127,7 +110,6 @@ def play_all(model: Any, tokenizer: Any, chosen: list, args: Any, batch: int | N
         max_turns=args.turns,
         batch_size=batch,
         max_context=2048,
-        prefill_tokens=group,
     )
 
 
@@ -225,22 +207,16 @@ def main() -> None:
             total[0], total[1] = total[0] + queried - before[0], total[1] + hit - before[1]
 
     common = {"max_new_tokens": args.max_new_tokens, "temperature": 0.0}
-    group = params.base.prefill_tokens or 1024
-    report["hf_kernels_prefill_tokens"] = group
     single = {
         "vllm": lambda: generate_ids(engine, tokenizer, prompts, batch_size=args.n, **common),
-        "hf": plain(lambda: generate_ids(model, tokenizer, prompts, batch_size=args.batch_size, **common)),
-        "hf_kernels": lambda: generate_ids(
-            model, tokenizer, prompts, batch_size=args.batch_size, prefill_tokens=group, **common
-        ),  # noqa: E501
-        "one_at_a_time": plain(lambda: serial_generate(model, tokenizer, texts[: args.serial_n], args.max_new_tokens)),
+        "hf": lambda: generate_ids(model, tokenizer, prompts, batch_size=args.batch_size, **common),
+        "one_at_a_time": lambda: serial_generate(model, tokenizer, texts[: args.serial_n], args.max_new_tokens),
     }
     multi = {
         "vllm": lambda: play_all(engine, tokenizer, tasks(params, args.episodes), args, None),
         "vllm_reprefill": lambda: play_all(Reprefill(engine), tokenizer, tasks(params, args.episodes), args, None),
-        "hf": plain(lambda: play_all(model, tokenizer, tasks(params, args.episodes), args, None)),
-        "hf_kernels": lambda: play_all(model, tokenizer, tasks(params, args.episodes), args, None, group),
-        "one_at_a_time": plain(lambda: play_all(model, tokenizer, tasks(params, args.episodes)[::every], args, 1)),
+        "hf": lambda: play_all(model, tokenizer, tasks(params, args.episodes), args, None),
+        "one_at_a_time": lambda: play_all(model, tokenizer, tasks(params, args.episodes)[::every], args, 1),
     }
     try:
         if engine is not None:  # warm-up: one-off costs out of the timings
@@ -278,7 +254,7 @@ def write(out: str, report: dict, runs: dict, tokens: dict, outputs: dict, hits:
         for a, b in PAIRS:
             if a in rates and b in rates:
                 ratios[f"{kind}_{a}_over_{b}"] = round(rates[a] / rates[b], 2)
-        for side in ("vllm", "vllm_reprefill", "hf_kernels"):
+        for side in ("vllm", "vllm_reprefill"):
             if f"{kind}:{side}" in outputs and f"{kind}:hf" in outputs:
                 mine, theirs = outputs[f"{kind}:{side}"], outputs[f"{kind}:hf"]
                 if kind == "multi_turn":

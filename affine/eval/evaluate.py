@@ -83,7 +83,6 @@ def evaluate_single_turn(model: Any, tokenizer: Any, env: Any, n: int, params: P
         batch_size=e.batch_size,
         temperature=e.temperature,
         progress=f"eval {env.name}",
-        prefill_tokens=params.base.prefill_tokens,
     )
     rows = []
     for challenge, completion in zip(challenges, completions, strict=True):
@@ -124,7 +123,6 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
                 temperature=e.temperature,
                 max_turns=max(env.max_turns for env in chunk),
                 max_context=_context(model),
-                prefill_tokens=params.base.prefill_tokens,
             )
             bar.update(len(chunk))
     return [

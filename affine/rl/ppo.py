@@ -385,7 +385,6 @@ def train_rl(
             max_turns=rl.max_episode_length,
             reward_fn=reward_fn,
             max_context=getattr(policy.config, "max_position_embeddings", None),
-            prefill_tokens=params.base.prefill_tokens,
         )
         progress.played(len(episodes))
         progress.phase(iteration, f"{rl.algorithm} update: {rl.ppo_epochs} epochs, minibatches of {rl.minibatch_size}")
