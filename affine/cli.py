@@ -189,7 +189,14 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from affine.export import export_model
+    from affine.stage import setup_logging
+    from affine.threads import configure_threads
 
+    # a pipeline stage too: merging folds the LoRA in with fp32 matmuls, whose rounding follows the thread count,
+    # so the threads are chosen and logged as in every stage (force=False: a caller's logging, e.g. pytest's, stays)
+    setup_logging(force=False)
+    params_file = _params_file(args.params)
+    configure_threads("auto" if params_file == "none" else stage_params("base", path=params_file).base.num_threads)
     results = {}
     for path in args.eval or []:
         if not Path(path).is_file():
@@ -260,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="fold the LoRA into the base weights (a plain checkpoint)")
     p.add_argument("--eval", nargs="*", help="metrics/eval/<model>.json files whose scores go into the card")
     p.add_argument("--name", help="the model's name in the card (default: affine-<folder name>)")
+    p.add_argument("--params", help="base.num_threads from this params.yaml (default ./params.yaml; none: auto)")
     p.set_defaults(func=cmd_export)
     return top
 

@@ -57,7 +57,7 @@ class BaseParams(Section):
     vllm_kv_cache_gib: float = Field(2.0, gt=0)  # vLLM's default (92 % of memory) is refused on a shared machine
     vllm_enforce_eager: bool = True  # skip torch.compile, which costs each stage start ~50 s on the CPU profile
     # torch CPU threads in every stage: auto = OMP_NUM_THREADS if set, else every CPU in the affinity mask (see
-    # affine.threads); a machine setting, not a DVC param (it changes speed, not what a stage computes)
+    # affine.threads); a machine setting, not a DVC param, though the count changes fp32 rounding in the last bits
     num_threads: Literal["auto"] | int = "auto"
 
     @field_validator("num_threads", mode="before")

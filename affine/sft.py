@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 from affine.checkpoints import claim, content_hash, source_hash
 from affine.config import Params, SFTParams
 from affine.model import ModelError, canonical_adapter_config, load_model
+from affine.threads import thread_record
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,7 @@ def train_sft(
         "train_tokens_per_s": tokens / timer.seconds if timer.seconds else 0.0,
         "wall_s": wall,
         "resumed_from": resume,
+        **thread_record(),  # fp32 rounding follows the thread count: a run on another count may differ in the last bits
     }
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # only needed to survive a kill; the best model is saved
     if base_eval is not None:

@@ -21,8 +21,9 @@ KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError, Sandb
 log = logging.getLogger(__name__)
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+def setup_logging(force: bool = True) -> None:
+    """Timestamped INFO logs on stderr; ``force=False`` keeps handlers a caller already installed."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=force)
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "dvc_objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Our code uses transformers' current `activation_checkpointing` names; peft 0.21 still probes the deprecated
@@ -63,15 +64,18 @@ def stage_params(*sections: str, path: str | Path = "params.yaml") -> Params:
     return parse_params({name: value for name, value in raw.items() if name not in bad})
 
 
-def run(main: Callable[[], object], params_path: str = "params.yaml") -> None:
-    """Run a stage; a bad param, a missing model or input file exits 2 with ``error: <what to fix>``.
+def run(main: Callable[[Params], object], *sections: str, params_path: str | Path = "params.yaml") -> None:
+    """Run a stage on its params; a bad param, a missing model or input file exits 2 with ``error: <what to fix>``.
 
-    Torch's thread count is set from ``base.num_threads`` before the stage starts (and logged), see affine.threads.
+    ``sections`` are the params sections the stage reads (its ``dvc.yaml`` entry's, see :func:`stage_params`): the
+    file is parsed once, here, and handed to ``main``.  Torch's thread count is set from ``base.num_threads`` before
+    ``main`` starts (and logged), see affine.threads.
     """
     setup_logging()
     try:
-        configure_threads(stage_params("base", path=params_path).base.num_threads)
-        main()
+        params = stage_params(*sections, path=params_path)
+        configure_threads(params.base.num_threads)
+        main(params)
     except KNOWN_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -1,30 +1,47 @@
-"""How many CPU threads torch uses in a stage, chosen on purpose and logged.
+"""How many CPU threads torch uses in a stage, and how its OpenMP threads wait: chosen on purpose, fixed, logged.
 
-Why this exists: torch's default is one intra-op thread per core, and its OpenMP threads wait for each other at the
-end of every op.  On a shared 2-core machine, as soon as another process kept a core busy, each of the many small
-ops of a 135M model waited for the thread the kernel had just descheduled, and a stage ran ~10x slower (issue 20).
-Measured with ``bench/bench_threads.py`` (bench/results/threads.json, SmolLM2-135M, one SFT step / 16 greedy tokens):
-on free cores 2 threads beat 1 (SFT step 2.3 s vs 3.5 s, generation 0.9 s vs 3.4 s); with both cores busy 1 thread
-kept its pace (2.1 s / 3.6 s) while 2 threads collapsed (24 s / 72 s), and OpenMP's passive wait policy only
-softened that (8.8 s / 14.7 s) at a cost on free cores (3.0 s / 1.8 s).  So ``auto`` counts the CPUs that are
-actually free when the stage starts and uses that many threads (at least one), with OpenMP's default wait policy.
+Why a fixed count: torch's fp32 reductions (matmul blocking, ``sum``, softmax) split their work by thread count, so
+1 and 2 threads round differently in the last bits.  Last round's ``auto`` counted the CPUs idle at stage start; on
+a shared machine that was 1 in one run and 2 in the next, and two ``dvc repro`` runs of one commit trained SFT
+adapters that differed (eval loss 0.2636 vs 0.2639).  So ``auto`` now depends only on the machine and the
+environment: ``OMP_NUM_THREADS`` when set, else every CPU of the process's affinity mask (``taskset``, a
+container's cpuset).  Results are bit-identical run to run on one machine; another machine (another CPU count)
+may differ in the last bits, as any fp32 run does.
 
-The count is taken once, at stage start: load that arrives later is not followed (set ``base.num_threads: 1`` on a
-machine that is always shared).
+Why a passive wait: libgomp's default is to spin-wait at the end of every parallel region.  When another process
+keeps the cores busy, the spinning thread burns the timeslice its descheduled sibling needs, and the many small ops
+of a 135M model ran ~10x slower on 2 threads than on 1 (issue 20).  ``OMP_WAIT_POLICY=PASSIVE`` makes a waiting
+thread sleep instead (see ``bench/bench_threads.py``, bench/results/threads.json for the measured effect).  libgomp
+reads the variable once, when torch loads it, so :func:`set_openmp_defaults` runs from ``affine/__init__.py``, before
+any ``affine`` module imports torch; a value already in the environment is kept.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+import sys
+from collections.abc import MutableMapping
 
 log = logging.getLogger(__name__)
 
-SAMPLE_S = 0.5  # how long /proc/stat is watched at stage start to see which CPUs other processes keep busy
-FREE_SHARE = 0.75  # a CPU counts as free when at least this share of it was idle (busy cores cost 10x, free ones 1.5x)
+# libgomp reads its wait policy when torch loads it, before a stage has parsed params.yaml, so this is not a param:
+# the environment overrides it (OMP_WAIT_POLICY=ACTIVE, or a GOMP_SPINCOUNT, keeps libgomp's spinning)
+WAIT_POLICY = "PASSIVE"
+_set_too_late = False  # set_openmp_defaults ran after torch had loaded libgomp: the default did not take effect
+
+
+def set_openmp_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+    """Default ``OMP_WAIT_POLICY`` to :data:`WAIT_POLICY` unless the user chose a policy or a spin count.
+
+    Called from ``affine/__init__.py``; when torch was imported before ``affine``, libgomp has already read its
+    environment, and :func:`configure_threads` says so with a warning.
+    """
+    global _set_too_late
+    target = os.environ if environ is None else environ
+    if "OMP_WAIT_POLICY" not in target and "GOMP_SPINCOUNT" not in target:
+        target["OMP_WAIT_POLICY"] = WAIT_POLICY
+        _set_too_late = _set_too_late or (environ is None and "torch" in sys.modules)
 
 
 def available_cpus() -> set[int]:
@@ -35,40 +52,7 @@ def available_cpus() -> set[int]:
         return set(range(os.cpu_count() or 1))
 
 
-def cpu_times(stat_text: str) -> dict[int, tuple[int, int]]:
-    """Per-CPU ``(idle, total)`` jiffies from the text of /proc/stat (idle includes iowait; steal counts as busy)."""
-    times = {}
-    for line in stat_text.splitlines():
-        name, *fields = line.split()
-        if name.startswith("cpu") and name[3:].isdigit():
-            values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
-            times[int(name[3:])] = (values[3] + values[4], sum(values))
-    return times
-
-
-def free_cpus(cpus: Iterable[int], before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> float:
-    """How many of ``cpus`` were idle between two :func:`cpu_times` readings (0.0 .. len(cpus))."""
-    free = 0.0
-    for cpu in cpus:
-        if cpu not in before or cpu not in after:
-            continue
-        idle, total = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
-        free += idle / total if total > 0 else 1.0
-    return free
-
-
-def measure_free_cpus(cpus: Iterable[int], seconds: float = SAMPLE_S) -> float | None:
-    """Idle CPUs among ``cpus`` over ``seconds`` (this process sleeps meanwhile); None where /proc/stat is absent."""
-    try:
-        before = cpu_times(Path("/proc/stat").read_text())
-        time.sleep(seconds)
-        after = cpu_times(Path("/proc/stat").read_text())
-    except (OSError, ValueError):
-        return None
-    return free_cpus(cpus, before, after) if before and after else None
-
-
-def omp_num_threads(environ: Mapping[str, str]) -> int | None:
+def omp_num_threads(environ: MutableMapping[str, str] | dict[str, str]) -> int | None:
     """``OMP_NUM_THREADS`` as a positive int, None when unset; a malformed value is ignored with a warning."""
     raw = environ.get("OMP_NUM_THREADS", "").strip()
     if not raw:
@@ -84,13 +68,12 @@ def omp_num_threads(environ: Mapping[str, str]) -> int | None:
 
 
 def choose_threads(
-    setting: int | str, environ: Mapping[str, str], cpus: int, free: float | None = None
+    setting: int | str, environ: MutableMapping[str, str] | dict[str, str], cpus: int
 ) -> tuple[int, str]:
-    """The thread count for ``base.num_threads`` and why.
+    """The thread count for ``base.num_threads`` and why: a function of the setting, the environment and ``cpus``
+    (the size of the affinity mask) only, never of the load, so every run on a machine uses the same count.
 
-    An int is used as given.  ``auto``: ``OMP_NUM_THREADS`` when set (capped at ``cpus``, the CPUs allowed);
-    otherwise the CPUs that were at least :data:`FREE_SHARE` idle (``free``, summed idle share; None = unknown,
-    then all of them), at least 1.
+    An int is used as given.  ``auto``: ``OMP_NUM_THREADS`` when set (capped at ``cpus``), else ``cpus``.
     """
     if setting != "auto":
         if type(setting) is not int or setting < 1:
@@ -100,19 +83,30 @@ def choose_threads(
     from_env = omp_num_threads(environ)
     if from_env is not None:
         return min(from_env, cpus), f"base.num_threads=auto: OMP_NUM_THREADS={from_env}, {cpus} CPUs allowed"
-    if free is None:
-        return cpus, f"base.num_threads=auto: {cpus} CPUs allowed, their load unknown"
-    chosen = max(1, min(cpus, int(free + (1 - FREE_SHARE))))
-    return chosen, f"base.num_threads=auto: {free:.1f} of {cpus} allowed CPUs idle at start"
+    return cpus, f"base.num_threads=auto: the {cpus} CPUs of the affinity mask"
+
+
+def wait_policy(environ: MutableMapping[str, str] | dict[str, str]) -> str:
+    """The OpenMP wait setting libgomp was given, in words, for the stage-start log line."""
+    if "GOMP_SPINCOUNT" in environ:
+        return f"GOMP_SPINCOUNT={environ['GOMP_SPINCOUNT']}"
+    return f"OpenMP wait {environ.get('OMP_WAIT_POLICY', 'default (spin, then sleep)')}"
 
 
 def configure_threads(setting: int | str) -> int:
     """Set torch's intra-op thread count for this process and log the choice (call once, at stage start)."""
     import torch
 
-    cpus = available_cpus()
-    free = measure_free_cpus(cpus) if setting == "auto" else None
-    threads, why = choose_threads(setting, os.environ, len(cpus), free)
+    threads, why = choose_threads(setting, os.environ, len(available_cpus()))
     torch.set_num_threads(threads)
-    log.info("torch threads: %d (%s)", torch.get_num_threads(), why)
+    log.info("torch threads: %d (%s; %s)", torch.get_num_threads(), why, wait_policy(os.environ))
+    if _set_too_late:
+        log.warning("torch was imported before affine: OpenMP kept its default wait policy, not %s", WAIT_POLICY)
     return threads
+
+
+def thread_record() -> dict[str, object]:
+    """What a stage's bookkeeping JSON records: the thread count changes fp32 rounding, so results depend on it."""
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(), "omp_wait": wait_policy(os.environ)}

@@ -4,12 +4,12 @@ import json
 from pathlib import Path
 
 from affine.collect import collect
+from affine.config import Params
 from affine.sandbox import configure
-from affine.stage import run, stage_params
+from affine.stage import run
 
 
-def main() -> None:
-    params = stage_params("base", "envs", "collect", "sandbox")
+def main(params: Params) -> None:
     configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
     counts = collect(params, "data/sft/examples.jsonl")
     Path("metrics").mkdir(exist_ok=True)
@@ -17,4 +17,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, "base", "envs", "collect", "sandbox")

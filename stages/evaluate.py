@@ -2,17 +2,17 @@
 
 import sys
 
+from affine.config import Params
 from affine.eval.evaluate import evaluate
 from affine.sandbox import configure
-from affine.stage import run, stage_params
+from affine.stage import run
 
 
-def main() -> None:
+def main(params: Params) -> None:
     which = sys.argv[1]
-    params = stage_params("base", "envs", "evaluate", "sandbox")
     configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
     evaluate(params, which, "models", f"metrics/eval/{which}.json", f"data/eval/{which}.jsonl")
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, "base", "envs", "evaluate", "sandbox")

@@ -4,10 +4,11 @@ and the key metrics `dvc metrics show` declares (metrics/summary/<model>.json)."
 import json
 from pathlib import Path
 
+from affine.config import Params
 from affine.eval.curves import RL_PANELS, SFT_PANELS, plot_curves
 from affine.eval.report import write_report
 from affine.eval.summary import write_summaries
-from affine.stage import run, stage_params
+from affine.stage import run
 
 MODELS = ("base", "sft", "rl")
 
@@ -16,8 +17,7 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def main() -> None:
-    params = stage_params("evaluate")
+def main(params: Params) -> None:
     results = {name: _json(Path(f"metrics/eval/{name}.json")) for name in MODELS}
     baseline = None
     if params.evaluate.baseline:
@@ -35,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, "evaluate")

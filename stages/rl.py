@@ -5,15 +5,15 @@ import shutil
 from pathlib import Path
 
 from affine.checkpoints import content_hash, source_hash
+from affine.config import Params
 from affine.rl.ppo import train_rl
 from affine.sandbox import configure
-from affine.stage import run, stage_params
+from affine.stage import run
 
 CHECKPOINTS = Path("checkpoints/rl")
 
 
-def main() -> None:
-    params = stage_params("base", "envs", "rl", "sft", "sandbox")
+def main(params: Params) -> None:
     configure(**params.sandbox.model_dump())  # stops here, in one line, if the sandbox can't be set up
     fingerprint = {
         "params": params.model_dump(include={"base", "envs", "rl", "sft", "sandbox"}),
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, "base", "envs", "rl", "sft", "sandbox")

@@ -6,6 +6,10 @@ path (chat template, masking, generation, LoRA) in milliseconds.
 
 from __future__ import annotations
 
+# affine first: importing it sets OpenMP's wait policy, which libgomp reads once, when torch loads it (affine.threads)
+import affine  # noqa: F401
+
+# isort: split
 import os
 import signal
 import subprocess
@@ -17,8 +21,7 @@ from affine.threads import configure_threads
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# the test process picks its threads the way a stage does (OMP_NUM_THREADS, else the CPUs idle now): on a busy
-# machine torch's default of one thread per core ran the suite several times slower (issue 20)
+# the test process picks its threads the way a stage does (OMP_NUM_THREADS, else the CPUs of the affinity mask)
 configure_threads("auto")
 
 # Hang guards for tests that run a stage or a whole pipeline in a subprocess: far above the slowest run seen on a

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import HANG_GUARD_S
 
 from affine.cli import main
 
@@ -82,7 +83,7 @@ def test_sandbox_run_reports_json(tmp_path):
         [sys.executable, "-m", "affine.cli", "sandbox", "run", str(program), "--stdin", str(stdin)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_GUARD_S,
     )
     result = json.loads(out.stdout)
     assert result["stdout"] == "42\n" and result["returncode"] == 0 and not result["timed_out"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HANG_GUARD_S
 
 from affine.config import ParamsError, load_params, parse_params
 
@@ -79,7 +80,11 @@ def test_a_stage_stops_at_start_with_one_line(tmp_path):
     params["sft"]["lora_r"] = -1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     run = subprocess.run(
-        [sys.executable, str(ROOT / "stages/sft.py")], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, str(ROOT / "stages/sft.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("error: invalid params: sft.lora_r")

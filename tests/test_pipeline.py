@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
 
 
 def sh(cmd, cwd, check=True):
-    run = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
     if check and run.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{run.stdout}\n{run.stderr}")
     return run

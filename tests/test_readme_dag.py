@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import HANG_GUARD_S
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,9 +22,9 @@ def test_readme_drawing_equals_dvc_dag(tmp_path):
     assert drawing, "README.md has a `<!-- dvc dag -->` code block"
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")  # a bare copy: dvc dag reads only dvc.yaml
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=HANG_GUARD_S)
     run = subprocess.run(
-        [sys.executable, "-m", "dvc", "dag"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "dvc", "dag"], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD_S
     )
     assert run.returncode == 0, run.stderr
     assert _lines(drawing.group(1)) == _lines(run.stdout)

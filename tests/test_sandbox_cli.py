@@ -113,7 +113,7 @@ def test_a_stage_stops_with_one_line_when_the_sandbox_cannot_be_set_up(capsys):
     from affine.stage import run
 
     with pytest.raises(SystemExit) as stop:
-        run(lambda: sandbox.configure(packages=["no_such_pkg"]))
+        run(lambda params: sandbox.configure(packages=["no_such_pkg"]))
     assert stop.value.code == 2
     # stage start-up logs (timestamped records, e.g. the thread choice) aside, stderr is that one line: no traceback
     lines = [line for line in capsys.readouterr().err.splitlines() if not re.match(r"\d{4}-\d\d-\d\d \d\d:", line)]

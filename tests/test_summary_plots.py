@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HANG_GUARD_S
 
 from affine.eval.curves import RL_PANELS, SFT_PANELS, plot_curves, read_series
 from affine.eval.summary import key_metrics, write_summaries
@@ -74,14 +75,16 @@ def dvc_repo(tmp_path_factory):
     for plot in pipeline["plots"]:
         plot_curves(tmp / "none", SFT_PANELS, tmp / plot, plot)
     for cmd in (["git", "init", "-q"], DVC + ["init", "-q"], DVC + ["config", "core.analytics", "false"]):
-        subprocess.run(cmd, cwd=tmp, check=True, capture_output=True, timeout=120)
+        subprocess.run(cmd, cwd=tmp, check=True, capture_output=True, timeout=HANG_GUARD_S)
     return tmp, pipeline
 
 
 def test_declared_plots_are_static_images_that_render_offline(dvc_repo):
     tmp, pipeline = dvc_repo
     assert all(isinstance(p, str) and p.endswith(".png") for p in pipeline["plots"])
-    run = subprocess.run(DVC + ["plots", "show", "-o", "out"], cwd=tmp, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        DVC + ["plots", "show", "-o", "out"], cwd=tmp, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert run.returncode == 0, run.stderr
     html = (tmp / "out/index.html").read_text()
     assert html.count("<img") == len(pipeline["plots"])
@@ -90,7 +93,9 @@ def test_declared_plots_are_static_images_that_render_offline(dvc_repo):
 
 def test_declared_metrics_are_one_narrow_row_per_model(dvc_repo):
     tmp, pipeline = dvc_repo
-    run = subprocess.run(DVC + ["metrics", "show", "--json"], cwd=tmp, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        DVC + ["metrics", "show", "--json"], cwd=tmp, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
     assert run.returncode == 0, run.stderr
     shown = json.loads(run.stdout)
     files = next(iter(shown.values()))["data"]
