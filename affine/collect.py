@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from affine.config import Params
 from affine.envs.agentgym.react import to_messages
-from affine.envs.options import build_env
+from affine.envs.options import build_env, server_task_map
 
 log = logging.getLogger(__name__)
 ACKNOWLEDGEMENT = "OK"
@@ -80,8 +80,19 @@ def _train_ids(env: object) -> Iterator[int]:
     yield from (k for k in itertools.count() if used(k))
 
 
+def real_ids(name: str, env: object) -> Callable[[int], int]:
+    """Our train task id -> the AgentGym server's ``data_idx`` (BabyAI, TextCraft, SciWorld), else the id itself.
+
+    Why: AgentTraj names an item ``<env>_<data_idx>``; with the real index an item id says which server task the
+    episode is, so it can be replayed there (and matched against real trajectories).
+    """
+    mapping = server_task_map(name.split(":", 1)[1], "train", getattr(env, "difficulty", None))
+    return mapping if mapping is not None else int
+
+
 def agentgym_examples(name: str, count: int, params: Params) -> Iterator[dict]:
     env = build_env(name, params.envs, split="train")
+    to_real = real_ids(name, env)
     max_turns = params.collect.agentgym.max_episode_length
     kept = tried = 0
     budget = count * 2 + 10
@@ -95,7 +106,7 @@ def agentgym_examples(name: str, count: int, params: Params) -> Iterator[dict]:
                 continue
             kept += 1
             bar.update()
-            item_id = f"{name.split(':')[1]}_{task_id}"
+            item_id = f"{name.split(':')[1]}_{to_real(task_id)}"
             yield {"messages": to_messages(conversations), "env": name, "task_id": item_id, "score": score}
     if kept < count:
         log.warning("%s: the expert succeeded on only %d of %d episodes", name, kept, count)

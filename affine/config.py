@@ -130,9 +130,12 @@ class AgentGymEnvParams(Section):
     AgentGym's eval round limit (WebShop 10, ALFWorld 30, TextCraft 20, SciWorld 30, BabyAI 20), the validator's is 30;
     ``instructions_file`` replaces the env's first-turn instructions in collect, rl and evaluate alike."""
 
-    backend: Literal["simulator", "agentgym", "scienceworld"] = "simulator"
+    # None: the env's own local engine (BabyAI minigrid, TextCraft textcraft, SciWorld ScienceWorld; WebShop and
+    # ALFWorld our simulators); naming `simulator` or `scienceworld` must match what the env has.
+    backend: Literal["simulator", "agentgym", "scienceworld"] | None = None
     server_url: str = Field("http://127.0.0.1:36001", pattern=r"^https?://\S+$")
-    difficulty: int = Field(1, ge=1, le=5)
+    # None: the env's own default (BabyAI 1 = the 32 levels its expert solves, TextCraft 4 = every goal depth)
+    difficulty: int | None = Field(None, ge=1, le=5)
     max_turns: int | None = Field(None, ge=1, description="None: AgentGym's per-env eval round limit")
     instructions_file: str | None = Field(None, min_length=1, description="a UTF-8 text file; None: the env's own")
 
@@ -152,10 +155,9 @@ class EnvsParams(Section):
         unknown = sorted(set(self.agentgym) - set(known))
         if unknown:
             raise ValueError(f"agentgym: unknown env {', '.join(unknown)}; known: {', '.join(known)}")
-        # SciWorld runs the real ScienceWorld unless `agentgym` is asked for (the field's "simulator" default means
-        # "the env's own default" there); `scienceworld` exists only for SciWorld.
+        # SciWorld runs the real ScienceWorld unless `agentgym` is asked for; `scienceworld` exists only for SciWorld.
         for env, p in self.agentgym.items():
-            if env == "sciworld" and p.backend == "simulator" and "backend" in p.model_fields_set:
+            if env == "sciworld" and p.backend == "simulator":
                 raise ValueError("agentgym.sciworld.backend: no simulator; use scienceworld (default) or agentgym")
             if env != "sciworld" and p.backend == "scienceworld":
                 raise ValueError(f"agentgym.{env}.backend: scienceworld is only for sciworld")

@@ -140,7 +140,21 @@ def play(
             replies = [(tokenizer.decode(g, skip_special_tokens=True), g) for g in generated]
         for state, (text, ids) in zip(live, replies, strict=True):
             _advance(state, text, ids, tokenizer, reward_fn, last_turn=turn == max_turns - 1)
+    for s in states:
+        if not s.terminal:
+            _close(s.env)
     return [_finish(s) for s in states]
+
+
+def _close(env: Any) -> None:
+    """End an episode this engine cut off (context length or ``max_turns``) while its env still runs.
+
+    Why: an env may hold an outside resource per episode (SciWorld a JVM, an HTTP env a server instance) and frees
+    it only when the episode ends by itself; a cut-off episode would keep it until garbage collection.
+    """
+    close = getattr(env, "close", None)
+    if callable(close) and not is_single_turn(env):
+        close()
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:

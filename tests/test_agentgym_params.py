@@ -133,3 +133,22 @@ def test_real_server_eval_ids_are_the_local_envs_held_out_real_ids(short: str) -
     )
     train = {options.server_task_map(short, "train")(k) for k in played}
     assert not train & {options.server_task_map(short, "eval")(k) for k in range(200)}
+
+
+def test_unset_backend_and_difficulty_are_the_envs_own() -> None:
+    """An entry that sets only ``max_turns`` must not change the env: its local engine and default difficulty stay
+    (TextCraft keeps every goal depth; a default of 1 would have narrowed it to depth-1 goals, also on a server)."""
+    from affine.envs.agentgym.textcraft import MAX_DEPTH
+
+    envs = _envs({"textcraft": {"max_turns": 10}, "babyai": {}})
+    assert envs.agentgym["textcraft"].backend is None and envs.agentgym["textcraft"].difficulty is None
+    env = build_env("agentgym:textcraft", envs, split="eval")
+    assert env.max_turns == 10 and env.depth == MAX_DEPTH
+    assert env.task_ids == build_env("agentgym:textcraft", _envs({}), split="eval").task_ids
+    served = _envs({"textcraft": {"backend": "agentgym"}})
+    assert options.server_task_map("textcraft", "eval", served.agentgym["textcraft"].difficulty)(3) == env.data_idx(3)
+    assert build_env("agentgym:babyai", envs, split="train").difficulty == 1
+    with pytest.raises(ParamsError, match="no simulator"):
+        _envs({"sciworld": {"backend": "simulator"}})
+    with pytest.raises(ParamsError, match="scienceworld is only for sciworld"):
+        _envs({"babyai": {"backend": "scienceworld"}})

@@ -91,3 +91,18 @@ def test_agenttraj_files_are_read_and_bad_ones_rejected(tmp_path):
     bad.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(ValueError, match="JSON list"):
         list(trajectory_examples(bad))
+
+
+def test_expert_episode_ids_are_the_real_servers_data_idx(rows):
+    """AgentTraj item ids name the server's task: for SciWorld the real index is not our task id (0, 30, 60, ...)."""
+    from affine.collect import real_ids
+    from affine.envs.agentgym.sciworld_real import data_idx
+
+    params = parse_params({})
+    for name in ("agentgym:babyai", "agentgym:textcraft", "agentgym:sciworld"):
+        to_real = real_ids(name, build_env(name, params.envs, split="train") if "sciworld" not in name else None)
+        short = name.split(":")[1]
+        got = [r["task_id"] for r in rows if r["env"] == name]
+        assert got and set(got) <= {f"{short}_{to_real(k)}" for k in range(40)}, (name, got)
+    assert real_ids("agentgym:sciworld", None)(1) == data_idx("train", 1) == 30
+    assert real_ids("agentgym:webshop", object())(7) == 7  # no map: the id as it is

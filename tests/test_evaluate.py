@@ -83,3 +83,55 @@ def test_evaluate_without_a_token_cap_runs_replies_to_the_context(tmp_path, tiny
     lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in rendered]
     assert max(r["new_tokens"] for r in rows) <= 320 - max(lengths)
     assert any(r["new_tokens"] == 320 - max(lengths) for r in rows)  # the random model never stops early
+
+
+def test_evaluate_on_a_real_agentgym_server_plays_the_held_out_real_ids(tmp_path, tiny_model_dir):
+    """``backend: agentgym``: the same evaluation, its episodes played by a server (AgentGym's BabyAI protocol in
+    front of a toy env, see ``agentgym_fake``): every episode reaches the server as the held-out real ``data_idx``
+    our local eval split plays, all at once, and every server instance made is freed."""
+    from agentgym_fake import Walk, serve
+
+    from affine.envs.agentgym.babyai import BabyAI
+
+    made, freed, resets = [], [], []
+
+    def route(call: str, body: dict) -> object:
+        if call == "POST /create":
+            made.append(Walk())
+            return {"id": len(made) - 1}
+        env = made[body["id"]]
+        if call == "POST /close":
+            freed.append(body["id"])
+            return True
+        if call == "POST /reset":
+            resets.append(body["data_idx"])
+            return {"observation": env.reset(body["data_idx"]), "reward": 0, "score": 0, "done": False}
+        observation, score, done = env.apply(body["action"])
+        return {"observation": observation, "reward": score, "score": score, "done": done}
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models / "sft")
+    for url, _ in serve(route):
+        params = parse_params(
+            {
+                "envs": {"agentgym": {"babyai": {"backend": "agentgym", "server_url": url, "max_turns": 3}}},
+                "evaluate": {"environments": ["agentgym:babyai"], "samples_per_env": 4, "max_new_tokens": 4},
+                "base": {"engine": "hf"},
+            }
+        )
+        results = evaluate(params, "sft", models, tmp_path / "sft.json", tmp_path / "sft.jsonl")
+    assert results["envs"]["agentgym:babyai"]["n"] == 4
+    assert resets == [BabyAI(split="eval").data_idx(k) for k in range(4)]  # held out: 40,000,000 and up
+    assert min(resets) >= 40_000_000 and sorted(freed) == list(range(len(made))) == [0, 1, 2, 3]
+    rows = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    assert [r["task_id"] for r in rows] == [0, 1, 2, 3] and all(1 <= r["turns"] <= 3 for r in rows)
+
+
+def test_default_profile_evaluates_the_agentgym_envs_it_trains_on():
+    """params.yaml: collect writes BabyAI and TextCraft expert episodes and evaluate scores both, n >= 64."""
+    from affine.config import load_params
+
+    params = load_params("params.yaml")
+    agentgym = {"agentgym:babyai", "agentgym:textcraft"}
+    assert agentgym <= set(params.collect.agentgym.environments) and params.collect.agentgym.num_episodes > 0
+    assert agentgym <= set(params.evaluate.environments) and params.evaluate.samples_per_env >= 64

@@ -184,5 +184,5 @@ def test_cli_bad_input_is_one_line(local: list[Walk], capsys: pytest.CaptureFixt
 def test_our_env_is_local_even_where_params_point_it_at_a_server() -> None:
     envs = parse_params({"envs": {"agentgym": {"textcraft": {"backend": "agentgym", "difficulty": 2}}}}).envs
     local = parity.local_envs_params(envs, "textcraft").agentgym["textcraft"]
-    assert local.backend == "simulator" and local.difficulty == 2
+    assert local.backend is None and local.difficulty == 2
     assert parity.local_envs_params(envs, "babyai") is envs

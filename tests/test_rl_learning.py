@@ -216,7 +216,7 @@ def test_curriculum_difficulty_reaches_the_env_params() -> None:
     assert loop.with_difficulty(envs, "affine:abd", 2).programs.difficulty == 2
     assert loop.with_difficulty(envs, "affine:ded", 9).programs.difficulty == 3  # capped at what params allow
     raised = loop.with_difficulty(envs, "agentgym:babyai", 4)
-    assert raised.agentgym["babyai"].difficulty == 4 and raised.agentgym["babyai"].backend == "simulator"
+    assert raised.agentgym["babyai"].difficulty == 4 and raised.agentgym["babyai"].backend is None
     assert loop.with_difficulty(raised, "agentgym:babyai", 7).agentgym["babyai"].difficulty == 5
     assert envs.agentgym == {}  # params are never mutated
 

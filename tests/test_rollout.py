@@ -241,3 +241,25 @@ def test_generate_ids_keeps_input_order_and_stops_at_eos(tokenizer, tiny_model) 
         single = generate_ids(tiny_model, tokenizer, [prompt], max_new_tokens=4, temperature=0.0, batch_size=1)[0]
         assert new == single  # greedy: padding and batching change nothing
         assert 1 <= len(new) <= 4 and tokenizer.eos_token_id not in new[:-1]
+
+
+class Holder(Countdown):
+    """A Countdown that holds an outside resource (as SciWorld's JVM or a server instance) until ``close``."""
+
+    def __init__(self) -> None:
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_episodes_cut_off_close_their_env_and_finished_ones_are_left_alone(tokenizer, reply_ids) -> None:
+    cut, ended, outgrown = Holder(), Holder(), Holder()
+    episodes = play(
+        ScriptedLM(reply_ids), tokenizer, [(cut, 5), (ended, 1)], max_new_tokens=16, temperature=0.0, max_turns=2
+    )
+    assert [e.terminal for e in episodes] == [False, True]
+    assert (cut.closes, ended.closes) == (1, 0)  # the env ended its own episode; the cut one would linger
+    play(ScriptedLM(reply_ids), tokenizer, [(outgrown, 5)], max_new_tokens=16, temperature=0.0, max_turns=9,
+         max_context=8)  # fmt: skip
+    assert outgrown.closes == 1  # cut at the context length before its first reply

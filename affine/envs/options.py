@@ -33,7 +33,8 @@ def env_options(name: str, envs: EnvsParams, split: str) -> dict[str, Any]:
     p = envs.agentgym.get(short)
     options: dict[str, Any] = {"split": split}
     if p is not None:
-        options["difficulty"] = p.difficulty
+        if p.difficulty is not None:
+            options["difficulty"] = p.difficulty
         if p.max_turns is not None:
             options["max_turns"] = p.max_turns
         if p.backend == "agentgym":  # max_turns None: the client uses AgentGym's round limit for this env
@@ -59,10 +60,10 @@ def read_instructions(path: str, key: str) -> str:
     return text
 
 
-def server_task_map(short: str, split: str, difficulty: int = 1) -> Callable[[int], int] | None:
+def server_task_map(short: str, split: str, difficulty: int | None = None) -> Callable[[int], int] | None:
     """Our ``split``'s task id → the real server's: the env module's ``server_task_id(split, task_id)``, else the
     ``data_idx`` method of the local env built with the same options (BabyAI and TextCraft: their maps depend on
-    ``difficulty``).
+    ``difficulty``; None: the env's default).
 
     Why: an env keeps its eval tasks disjoint from its train tasks by mapping ids (e.g. eval ``k`` is a real id no
     train task uses); a real server must get the same real ids, or evaluation there would replay training tasks.
@@ -75,7 +76,8 @@ def server_task_map(short: str, split: str, difficulty: int = 1) -> Callable[[in
     mapping = getattr(module, "server_task_id", None)
     if callable(mapping):
         return lambda task_id: int(mapping(split, task_id))
-    local = make(f"agentgym:{short}", split=split, difficulty=difficulty) if module is not None else None
+    chosen = {} if difficulty is None else {"difficulty": difficulty}
+    local = make(f"agentgym:{short}", split=split, **chosen) if module is not None else None
     method = getattr(local, "data_idx", None)
     if callable(method):
         return lambda task_id: int(method(task_id))

@@ -104,27 +104,29 @@ def _context(model: Any) -> int | None:
 
 
 def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, params: Params) -> list[dict]:
-    """``n`` held-out episodes played side by side (one env object each), batched turn by turn."""
+    """``n`` held-out episodes played side by side (one env object each), all in one ``play`` call.
+
+    Why one call: every turn then generates the replies of all live episodes together (the HF path in chunks of
+    ``evaluate.batch_size``; vLLM takes them as one batch), so a turn costs one batched step, not ``n / batch_size``
+    sequential ones, and episodes that end early leave the batch.
+    """
     from affine.rollout import play
 
     e = params.evaluate
     envs = [build_env(env_name, params.envs, split="eval") for _ in range(n)]
     turns = max(env.max_turns for env in envs)
-    max_new_tokens = token_budget(e.max_new_tokens, _context(model), turns=turns)
-    episodes = []
-    with tqdm(total=n, desc=f"eval {env_name}", unit="episode") as bar:
-        for start in range(0, n, e.batch_size):
-            chunk = envs[start : start + e.batch_size]
-            episodes += play(
-                model,
-                tokenizer,
-                [(env, start + i) for i, env in enumerate(chunk)],
-                max_new_tokens=max_new_tokens,
-                temperature=e.temperature,
-                max_turns=max(env.max_turns for env in chunk),
-                max_context=_context(model),
-            )
-            bar.update(len(chunk))
+    with tqdm(total=1, desc=f"eval {env_name} ({n} episodes)", unit="batch") as bar:
+        episodes = play(
+            model,
+            tokenizer,
+            [(env, i) for i, env in enumerate(envs)],
+            max_new_tokens=token_budget(e.max_new_tokens, _context(model), turns=turns),
+            temperature=e.temperature,
+            max_turns=turns,
+            batch_size=e.batch_size,
+            max_context=_context(model),
+        )
+        bar.update()
     return [
         {
             "env": env_name,
