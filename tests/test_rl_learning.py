@@ -138,6 +138,35 @@ def test_success_rate_rises(algorithm: str, bandit_dir: str, tmp_path: Path) -> 
     assert summary["step"] == 3
 
 
+@pytest.mark.parametrize("broken", ["sign_flipped", "lr_zero"])
+def test_broken_learning_misses_the_thresholds(
+    broken: str, bandit_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Negative controls for ``test_success_rate_rises``: with the policy loss's sign flipped, or a learning rate of
+    effectively 0 (params refuse 0 itself), the same 4 PPO iterations must *not* reach its ``after > 0.8``."""
+    from affine.rl import ppo
+
+    params = bandit_params("ppo", 4)
+    if broken == "sign_flipped":
+        real = ppo.policy_loss
+
+        def flipped(*args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+            loss, clip_frac = real(*args, **kwargs)
+            return -loss, clip_frac
+
+        monkeypatch.setattr(ppo, "policy_loss", flipped)
+    else:
+        params = bandit_params("ppo", 4, learning_rate=1e-12)
+    before = success_rate(bandit_dir)
+    train_rl(params, bandit_dir, tmp_path / "rl", tmp_path / "metrics", env_factory=bandit_factory)
+    after = success_rate(tmp_path / "rl")
+    assert after <= 0.8, (broken, before, after)
+    if broken == "sign_flipped":
+        assert after < before  # pushed the wrong way
+    else:
+        assert after == pytest.approx(before, abs=0.05)  # did not move
+
+
 def test_resume_continues_where_the_kill_left_off(adapter_dir: str, tmp_path: Path) -> None:
     straight, parts = tmp_path / "straight", tmp_path / "parts"
     run = {"env_factory": bandit_factory}
