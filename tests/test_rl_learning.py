@@ -314,3 +314,31 @@ def test_reward_fn_by_dotted_path() -> None:
     for bad in ("affine.rl.rewards", "affine.rl.rewards:nope", "no.such.module:fn", "affine.rl.rewards:FORMAT_BONUS"):
         with pytest.raises(ValueError):
             load_reward_fn(bad)
+
+
+def test_an_iteration_plays_all_its_episodes_across_envs_in_one_batch(
+    tiny_model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollout engine batches the live episodes it is given, so the loop must give it a whole iteration at once:
+    one ``play`` per iteration with every env's episodes, not one per env or per episode."""
+    from test_rollout import Countdown
+
+    from affine.rl import ppo
+
+    calls: list[list[str]] = []
+    real = ppo.timed_play
+
+    def recording(model: object, tokenizer: object, plan: list, **kwargs: object) -> object:
+        calls.append([env.name for env, _ in plan])
+        return real(model, tokenizer, plan, **kwargs)
+
+    monkeypatch.setattr(ppo, "timed_play", recording)
+
+    def factory(name: str, difficulty: int | None) -> object:
+        return Bandit() if name == "toy:bandit" else Countdown()
+
+    params = bandit_params(
+        "ppo", 2, environments=["toy:bandit", "toy:countdown"], rollout_batch_size=3, max_new_tokens=2
+    )
+    train_rl(params, tiny_model_dir, tmp_path / "rl", tmp_path / "m", env_factory=factory)
+    assert calls == [["toy:bandit"] * 3 + ["toy:countdown"] * 3] * 2
