@@ -228,6 +228,13 @@ class CurriculumParams(Section):
     max_difficulty: int = Field(3, ge=1)
 
 
+class HorizonStep(Section):
+    """One ``rl.horizon_schedule`` step: from 0-based iteration ``iteration`` on, episodes play <= ``max_turns``."""
+
+    iteration: int = Field(ge=0)
+    max_turns: int = Field(ge=1)
+
+
 class RLParams(Section):
     algorithm: Literal["ppo", "grpo"] = "ppo"
     environments: list[EnvName] = list(AGENTGYM_ENVS)
@@ -249,10 +256,34 @@ class RLParams(Section):
     temperature: float = Field(0.7, gt=0)
     max_new_tokens: int = Field(128, ge=1)
     max_episode_length: int = Field(50, ge=1)
+    horizon_schedule: list[HorizonStep] = Field(
+        [], description="ScalingInter-RL: max turns per episode by iteration ([]: max_episode_length throughout)"
+    )
     value_hidden_size: int = Field(256, ge=1)
     reward_fn: str | None = None
     save_every: int = Field(10, ge=1)
     curriculum: CurriculumParams = CurriculumParams()
+
+    @model_validator(mode="after")
+    def _horizon(self) -> RLParams:
+        steps = self.horizon_schedule
+        if not steps:
+            return self
+        if steps[0].iteration != 0:
+            raise ValueError(f"horizon_schedule must start at iteration 0, not {steps[0].iteration}")
+        for prev, step in zip(steps, steps[1:], strict=False):
+            if step.iteration <= prev.iteration:
+                raise ValueError(f"horizon_schedule iterations must increase: {prev.iteration} then {step.iteration}")
+            if step.max_turns < prev.max_turns:
+                raise ValueError(
+                    f"horizon_schedule max_turns must not shrink: {prev.max_turns} then {step.max_turns} "
+                    f"(at iteration {step.iteration})"
+                )
+        if steps[-1].max_turns > self.max_episode_length:
+            raise ValueError(
+                f"horizon_schedule max_turns {steps[-1].max_turns} is over max_episode_length {self.max_episode_length}"
+            )
+        return self
 
 
 class EvaluateParams(Section):

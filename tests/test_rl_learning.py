@@ -138,6 +138,35 @@ def test_success_rate_rises(algorithm: str, bandit_dir: str, tmp_path: Path) -> 
     assert summary["step"] == 3
 
 
+@pytest.mark.parametrize("broken", ["sign_flipped", "lr_zero"])
+def test_broken_learning_misses_the_thresholds(
+    broken: str, bandit_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Negative controls for ``test_success_rate_rises``: with the policy loss's sign flipped, or a learning rate of
+    effectively 0 (params refuse 0 itself), the same 4 PPO iterations must *not* reach its ``after > 0.8``."""
+    from affine.rl import ppo
+
+    params = bandit_params("ppo", 4)
+    if broken == "sign_flipped":
+        real = ppo.policy_loss
+
+        def flipped(*args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+            loss, clip_frac = real(*args, **kwargs)
+            return -loss, clip_frac
+
+        monkeypatch.setattr(ppo, "policy_loss", flipped)
+    else:
+        params = bandit_params("ppo", 4, learning_rate=1e-12)
+    before = success_rate(bandit_dir)
+    train_rl(params, bandit_dir, tmp_path / "rl", tmp_path / "metrics", env_factory=bandit_factory)
+    after = success_rate(tmp_path / "rl")
+    assert after <= 0.8, (broken, before, after)
+    if broken == "sign_flipped":
+        assert after < before  # pushed the wrong way
+    else:
+        assert after == pytest.approx(before, abs=0.05)  # did not move
+
+
 def test_resume_continues_where_the_kill_left_off(adapter_dir: str, tmp_path: Path) -> None:
     straight, parts = tmp_path / "straight", tmp_path / "parts"
     run = {"env_factory": bandit_factory}
@@ -285,3 +314,31 @@ def test_reward_fn_by_dotted_path() -> None:
     for bad in ("affine.rl.rewards", "affine.rl.rewards:nope", "no.such.module:fn", "affine.rl.rewards:FORMAT_BONUS"):
         with pytest.raises(ValueError):
             load_reward_fn(bad)
+
+
+def test_an_iteration_plays_all_its_episodes_across_envs_in_one_batch(
+    tiny_model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollout engine batches the live episodes it is given, so the loop must give it a whole iteration at once:
+    one ``play`` per iteration with every env's episodes, not one per env or per episode."""
+    from test_rollout import Countdown
+
+    from affine.rl import ppo
+
+    calls: list[list[str]] = []
+    real = ppo.timed_play
+
+    def recording(model: object, tokenizer: object, plan: list, **kwargs: object) -> object:
+        calls.append([env.name for env, _ in plan])
+        return real(model, tokenizer, plan, **kwargs)
+
+    monkeypatch.setattr(ppo, "timed_play", recording)
+
+    def factory(name: str, difficulty: int | None) -> object:
+        return Bandit() if name == "toy:bandit" else Countdown()
+
+    params = bandit_params(
+        "ppo", 2, environments=["toy:bandit", "toy:countdown"], rollout_batch_size=3, max_new_tokens=2
+    )
+    train_rl(params, tiny_model_dir, tmp_path / "rl", tmp_path / "m", env_factory=factory)
+    assert calls == [["toy:bandit"] * 3 + ["toy:countdown"] * 3] * 2

@@ -20,11 +20,20 @@ SFT_PANELS: list[Panel] = [
     ("loss", [("train", "loss.tsv"), ("eval", "eval/loss.tsv"), ("base model (eval)", "base_loss.tsv")]),
     ("learning rate", [("learning rate", "learning_rate.tsv")]),
 ]
+# The RL figure answers "is it learning?" first (success and score per env, return), then "how hard did the update
+# push?" (approx. KL per update and clip fraction: both ~0 means the policy did not move), the critic's quality,
+# rollout speed and the horizon the curriculum allowed (rl.horizon_schedule), all per iteration.
 RL_PANELS: list[Panel] = [
-    ("episodes", [("shaped return", "return_mean.tsv"), ("success rate", "success_rate.tsv")]),
+    ("success per env", [("*", "success/*.tsv")]),
     ("score per env", [("*", "score/*.tsv")]),
-    ("policy drift", [("KL to SFT policy", "kl_ref.tsv"), ("approx. KL per update", "approx_kl.tsv")]),
+    ("episodes", [("shaped return", "return_mean.tsv"), ("success rate", "success_rate.tsv")]),
+    ("policy update", [("approx. KL per update", "approx_kl.tsv"), ("clip fraction", "clip_frac.tsv")]),
+    ("KL to SFT policy", [("KL to SFT (rollout)", "kl_ref.tsv")]),
+    ("critic", [("explained variance", "explained_variance.tsv")]),
+    ("rollouts", [("generated tokens/s", "tokens_per_s.tsv")]),
+    ("horizon", [("max turns", "max_turns.tsv"), ("turns played (mean)", "turns_mean.tsv")]),
 ]
+COLUMNS = 4  # panels per row: eight RL panels in two readable rows
 
 
 def read_series(path: Path) -> tuple[list[float], list[float]]:
@@ -58,10 +67,15 @@ def plot_curves(series_dir: Path, panels: list[Panel], out_png: Path, title: str
     """
     series_dir, out_png = Path(series_dir), Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
+    columns = min(COLUMNS, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(4.2 * columns, 3.4 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     drawn = 0
-    for ax, (panel_title, entries) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+    axes = list(fig.subplots(rows, columns, squeeze=False).flat)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    for ax, (panel_title, entries) in zip(axes, panels, strict=False):
         for label, path in (pair for entry in entries for pair in _expand(series_dir, *entry)):
             steps, values = read_series(path)
             if len(steps) == 1:  # one measurement (the base model's eval loss): a reference line

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
-from affine.config import AgentGymEnvParams, CurriculumParams, EnvsParams, ProgramsParams
+from affine.config import AgentGymEnvParams, CurriculumParams, EnvsParams, HorizonStep, ProgramsParams
 from affine.envs.base import is_single_turn
 from affine.envs.options import build_env
 from affine.rl.value_head import ValueHead
@@ -108,6 +108,24 @@ class Curriculum:
         return {f"difficulty/{name.replace(':', '_')}": float(level) for name, level in self.levels.items()}
 
 
+def horizon_at(schedule: Sequence[HorizonStep], iteration: int, default: int) -> int:
+    """Max turns per episode at 0-based ``iteration``: the last ``schedule`` step at or before it (``default`` when
+    the schedule is empty).
+
+    Why a schedule (AgentGym-RL's ScalingInter-RL): a long horizon from the start lets an untrained policy wander
+    for many turns, so its episodes are long, costly and mostly failures with little credit to assign; a short one
+    throughout caps what it can ever solve.  Starting short and growing in steps lets the policy first exploit
+    what it does in a few turns, then explore further.  A pure function of the iteration number, so a resumed run
+    is at the same horizon as an uninterrupted one without storing anything (the checkpoint records it to read).
+    """
+    turns = default
+    for step in schedule:
+        if step.iteration > iteration:
+            break
+        turns = step.max_turns
+    return turns
+
+
 def latest_checkpoint(root: Path) -> Path | None:
     """The newest complete checkpoint (``iter-NNNNNN``; half-written ``.tmp`` folders are ignored)."""
     if not root.is_dir():
@@ -117,10 +135,17 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def save_checkpoint(
-    root: Path, iteration: int, policy: Any, head: ValueHead | None, optimizer: Any, levels: dict[str, int]
+    root: Path,
+    iteration: int,
+    policy: Any,
+    head: ValueHead | None,
+    optimizer: Any,
+    levels: dict[str, int],
+    max_turns: int | None = None,
 ) -> Path:
     """Adapter + value head + optimizer + iteration/curriculum, written to a temp folder and renamed into place,
-    so a kill mid-write leaves the previous checkpoint as the latest.  Keeps the last ``KEEP_CHECKPOINTS``."""
+    so a kill mid-write leaves the previous checkpoint as the latest.  Keeps the last ``KEEP_CHECKPOINTS``.
+    ``max_turns`` (the horizon the next iteration plays) is recorded for a reader; resuming recomputes it."""
     final, tmp = root / f"iter-{iteration:06d}", root / f".iter-{iteration:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -128,7 +153,8 @@ def save_checkpoint(
     if head is not None:
         head.save(tmp / "value_head.pt")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"iteration": iteration, "difficulty": levels}, indent=2) + "\n")
+    state = {"iteration": iteration, "difficulty": levels, "max_turns": max_turns}
+    (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     complete = sorted(p for p in root.iterdir() if _CHECKPOINT.match(p.name))

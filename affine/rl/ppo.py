@@ -4,19 +4,10 @@ One iteration = play episodes with the current policy → score them once withou
 reference log-probs) → advantages (GAE, or group-relative for GRPO) → ``ppo_epochs`` passes of shuffled minibatches
 of ``minibatch_size`` episodes → log → maybe checkpoint.
 
-Decisions, and why:
+Decisions, and why (the policy and its reference: :mod:`affine.rl.actor`):
 
-* **Policy = the SFT LoRA adapter, trained further** (when ``policy_dir`` holds ``adapter_config.json``).  The
-  output ``models/rl`` is then an adapter on the same base as ``models/sft``, so evaluation and comparison load both
-  the same way; it works on 4/8-bit bases (merging SFT into quantised weights would be lossy) and stores megabytes,
-  not a model copy.  The **reference** (SFT) policy is a second, frozen copy of that adapter (``"reference"``),
-  switched in for one no-grad forward per rollout: it costs only the LoRA's memory.  When ``policy_dir`` is a full
-  model (``sft.merge``, or a base model), a fresh LoRA (``sft.lora_*`` settings) is added instead and the reference
-  is that model with the adapter disabled (``disable_adapter()``).
 * **No dropout, ever**: the model stays in eval mode during updates, so the first epoch's ratio is exactly 1 and
   every ratio reflects parameter change, not dropout noise.  Gradients flow in eval mode all the same.
-* **Log-probs at the sampling temperature** (logits / ``rl.temperature``): the ratio must compare the distribution
-  tokens were actually drawn from.
 * **Turn-level discounting** by default (``rl.gae_level: turn``, see :mod:`affine.rl.gae`): ``gamma``/``lam`` per
   env step, not per token.  ``token`` gives TRL-style token-level GAE.
 * **KL to the reference** (``kl_coef`` > 0) is the k3 estimator added to the loss (GRPO-style) rather than folded into
@@ -24,6 +15,9 @@ Decisions, and why:
 * **Randomness is a function of (seed, iteration, process)**: each iteration reseeds sampling, task choice and
   minibatch order, so a resumed run replays exactly what an uninterrupted run would have done — the checkpoint's
   iteration number *is* its RNG state (no pickled generator states to go stale across torch versions).
+* **The horizon grows on a schedule** (``rl.horizon_schedule``, :func:`affine.rl.loop.horizon_at`): like
+  AgentGym-RL's ScalingInter-RL, early iterations play short episodes and later ones longer; a cut episode is
+  not terminal, so its return bootstraps from the critic instead of counting as a failure.
 
 Distributed: runs unchanged under ``accelerate launch``.  The actor-critic module and the optimizer go through
 ``Accelerator.prepare`` (DDP); every process plays ``rollout_batch_size`` episodes per env (the batch size is *per
@@ -38,24 +32,23 @@ import logging
 import math
 import random
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from affine.checkpoints import claim
 from affine.config import Params
-from affine.model import canonical_adapter_config, load_model
+from affine.model import canonical_adapter_config
+from affine.rl.actor import DEFAULT, ActorCritic, Batch, collate, load_policy, score_rollout, select
 from affine.rl.gae import gae
 from affine.rl.loop import (
     Curriculum,
     EnvPool,
     RLProgress,
     RolloutGenerator,
+    horizon_at,
     latest_checkpoint,
     load_checkpoint,
     make_train_env,
@@ -63,144 +56,20 @@ from affine.rl.loop import (
 )
 from affine.rl.losses import (
     approx_kl,
-    entropy_from_logits,
     explained_variance,
     grpo_advantages,
     masked_whiten,
     policy_loss,
     spread,
-    token_logprobs,
     value_loss,
 )
 from affine.rl.rewards import load_reward_fn
 from affine.rl.value_head import ValueHead
 from affine.rollout import Episode, throughput, timed_play
 
+__all__ = ["ActorCritic", "collate", "plan_iteration", "train_rl"]
+
 log = logging.getLogger(__name__)
-
-DEFAULT, REFERENCE = "default", "reference"
-Batch = dict[str, torch.Tensor]
-
-
-class ActorCritic(nn.Module):
-    """The policy LM and (PPO only) its value head as one module, so DDP wraps and syncs them together."""
-
-    def __init__(self, policy: nn.Module, value_head: ValueHead | None) -> None:
-        super().__init__()
-        self.policy = policy
-        self.value_head = value_head
-
-    def forward(
-        self, ids: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor, temperature: float, values: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """``(logprobs (B,T), entropy (scalar), values (B,T) | None, last_values (B,) | None)``.
-
-        Index ``t`` is token ``t``'s log-prob / the value of the state before it, both read at position ``t-1``;
-        only action positions go through the lm_head and softmax (this assumes ``logits = lm_head(last hidden)``,
-        true of Llama/SmolLM/Qwen; a test checks it against the model's own logits).  ``last_values`` is the value
-        at each row's last real position: the bootstrap of a truncated episode.
-        """
-        want_values = values and self.value_head is not None
-        # Full-vocabulary logits only where they are needed: the lm_head over every position of a long
-        # conversation would cost more than the whole 2-layer trunk (and the observations are never trained on).
-        out = self.policy(
-            input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False, logits_to_keep=1
-        )
-        hidden = out.hidden_states[-1]
-        act = mask[:, 1:].bool()
-        logits = self.policy.get_output_embeddings()(hidden[:, :-1][act]).float() / temperature
-        picked = token_logprobs(logits, ids[:, 1:][act])
-        logprobs = F.pad(torch.zeros(act.shape, device=ids.device).masked_scatter(act, picked), (1, 0))
-        entropy = entropy_from_logits(logits).mean() if logits.numel() else logits.new_zeros(())
-        if not want_values:
-            return logprobs, entropy, None, None
-        per_position = self.value_head(hidden)
-        last = per_position[torch.arange(ids.shape[0], device=ids.device), attention.sum(1) - 1]
-        return logprobs, entropy, F.pad(per_position[:, :-1], (1, 0)), last
-
-
-def load_policy(params: Params, policy_dir: str | Path) -> tuple[Any, Any]:
-    """The trainable policy (adapter ``default``) and tokenizer; see the module docstring for the reference."""
-    base, sft = params.base, params.sft
-    options = {"dtype": base.dtype, "load_in_8bit": base.load_in_8bit, "load_in_4bit": base.load_in_4bit}
-    if (Path(policy_dir) / "adapter_config.json").is_file():
-        model, tokenizer = load_model(str(policy_dir), trainable_adapter=True, **options)
-        model.load_adapter(str(policy_dir), adapter_name=REFERENCE, is_trainable=False)
-        model.set_adapter(DEFAULT)
-        return model, tokenizer
-    from peft import LoraConfig, get_peft_model
-
-    model, tokenizer = load_model(str(policy_dir), **options)
-    config = LoraConfig(
-        r=sft.lora_r,
-        lora_alpha=sft.lora_alpha,
-        lora_dropout=sft.lora_dropout,
-        target_modules=list(sft.lora_target_modules),
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config), tokenizer
-
-
-@contextmanager
-def reference_policy(model: Any) -> Iterator[None]:
-    """Make ``model`` compute the reference (SFT) policy for the duration of the block."""
-    if REFERENCE in getattr(model, "peft_config", {}):
-        model.set_adapter(REFERENCE, inference_mode=True)
-        try:
-            yield
-        finally:
-            model.set_adapter(DEFAULT)
-    else:
-        with model.disable_adapter():
-            yield
-
-
-def collate(episodes: list[Episode], pad_id: int) -> Batch:
-    """Right-padded ``(N, L)`` tensors of the episodes' token rows (right: causal positions need no shifting)."""
-    lengths = torch.tensor([len(e.token_ids) for e in episodes])
-    width = int(lengths.max())
-    batch = {
-        "ids": torch.full((len(episodes), width), pad_id, dtype=torch.long),
-        "attention": torch.zeros(len(episodes), width, dtype=torch.long),
-        "mask": torch.zeros(len(episodes), width, dtype=torch.bool),
-        "rewards": torch.zeros(len(episodes), width),
-        "turn_ends": torch.zeros(len(episodes), width, dtype=torch.bool),
-    }
-    for row, e in enumerate(episodes):
-        n = len(e.token_ids)
-        batch["ids"][row, :n] = e.token_ids
-        batch["attention"][row, :n] = 1
-        batch["mask"][row, :n] = e.action_mask
-        batch["rewards"][row, :n] = e.token_rewards
-        batch["turn_ends"][row, :n] = e.turn_ends
-    batch["terminal"] = torch.tensor([e.terminal for e in episodes])
-    batch["lengths"] = lengths
-    return batch
-
-
-def select(batch: Batch, rows: torch.Tensor, device: torch.device | str = "cpu") -> Batch:
-    """Rows of ``batch``, trimmed to their own longest sequence, on ``device``."""
-    width = int(batch["lengths"][rows].max())
-    return {k: (v[rows, :width] if v.dim() == 2 else v[rows]).to(device) for k, v in batch.items()}
-
-
-@torch.no_grad()
-def score_rollout(model: ActorCritic, batch: Batch, chunk: int, temperature: float, device: Any) -> None:
-    """Fill ``old_logprobs``, ``ref_logprobs`` and (PPO) ``old_values``/``last_values`` into ``batch``, in place."""
-    n, width = batch["ids"].shape
-    batch["old_logprobs"], batch["ref_logprobs"] = torch.zeros(n, width), torch.zeros(n, width)
-    batch["old_values"], batch["last_values"] = torch.zeros(n, width), torch.zeros(n)
-    for rows in torch.arange(n).split(chunk):
-        mb = select(batch, rows, device)
-        w = mb["ids"].shape[1]
-        logprobs, _, values, last = model(mb["ids"], mb["attention"], mb["mask"], temperature)
-        batch["old_logprobs"][rows, :w] = logprobs.cpu()
-        if values is not None:
-            batch["old_values"][rows, :w] = values.cpu()
-            batch["last_values"][rows] = last.cpu()
-        with reference_policy(model.policy):
-            ref, _, _, _ = model(mb["ids"], mb["attention"], mb["mask"], temperature, values=False)
-        batch["ref_logprobs"][rows, :w] = ref.cpu()
 
 
 def add_advantages(batch: Batch, params: Params, groups: torch.Tensor) -> None:
@@ -358,7 +227,8 @@ def train_rl(
     start = 0
     if latest is not None:
         start, curriculum.levels = load_checkpoint(latest, policy, head, optimizer)
-        log.info("resuming from %s (iteration %d)", latest, start)
+        turns = horizon_at(rl.horizon_schedule, start, rl.max_episode_length)
+        log.info("resuming from %s (iteration %d, horizon %d turns)", latest, start, turns)
     model, optimizer = accelerator.prepare(model, optimizer)
     inner: ActorCritic = accelerator.unwrap_model(model)
     pool = EnvPool(env_factory or functools.partial(make_train_env, envs=params.envs))
@@ -375,14 +245,15 @@ def train_rl(
         order, rng = seed_iteration(params.base.seed, iteration, accelerator.process_index)
         pool.set_levels(curriculum.levels)
         plan, groups, labels = plan_iteration(pool, names, rl.rollout_batch_size, group_size, rng)
-        progress.phase(iteration, f"playing {len(plan)} episodes (up to {rl.max_episode_length} turns each)")
+        max_turns = horizon_at(rl.horizon_schedule, iteration, rl.max_episode_length)
+        progress.phase(iteration, f"playing {len(plan)} episodes together (up to {max_turns} turns each)")
         episodes, seconds = timed_play(
             generator(inner.policy),
             tokenizer,
             plan,
             max_new_tokens=rl.max_new_tokens,
             temperature=rl.temperature,
-            max_turns=rl.max_episode_length,
+            max_turns=max_turns,
             reward_fn=reward_fn,
             max_context=getattr(policy.config, "max_position_embeddings", None),
         )
@@ -402,12 +273,14 @@ def train_rl(
         metrics.update(mean_over_processes(local, accelerator))
         metrics["tokens_per_s"] *= accelerator.num_processes  # every process generates at once
         metrics.update(curriculum.metrics())
+        metrics["max_turns"] = float(max_turns)
         curriculum.update(iteration + 1, metrics)
         done = iteration + 1
         if done % rl.save_every == 0 or done == rl.num_rollouts:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_checkpoint(root, done, inner.policy, inner.value_head, optimizer, curriculum.levels)
+                next_turns = horizon_at(rl.horizon_schedule, done, rl.max_episode_length)
+                save_checkpoint(root, done, inner.policy, inner.value_head, optimizer, curriculum.levels, next_turns)
         if live is not None:
             for key, value in metrics.items():
                 if not math.isnan(value):
