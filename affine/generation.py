@@ -7,8 +7,8 @@ caller's order.
 This is the ``hf`` fallback engine (``base.engine: hf``), kept plain on purpose: transformers' own ``generate``,
 batched, KV cache on.  The default engine is vLLM (:mod:`affine.engine`), which ``generate_ids`` hands the prompts to
 when given one.  The hand-written grouped prefill and CPU decode attention that used to sit here were removed:
-on transformers 5.19 they were slower than plain ``generate`` and vLLM was faster than both (``bench/README.md``,
-"Engines").
+vLLM was faster than HF with them (x1.34 single-turn, x1.73 multi-turn; ``bench/README.md``, "Engines, second
+round"), so only the fallback lost them.
 """
 
 from __future__ import annotations
