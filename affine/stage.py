@@ -26,9 +26,9 @@ def setup_logging(force: bool = True) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=force)
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "dvc_objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Our code uses transformers' current `activation_checkpointing` names; peft 0.21 still probes the deprecated
-    # `is_gradient_checkpointing` property whenever it wraps a model (PeftModel.__init__), which printed this
-    # FutureWarning in every stage that loads an adapter. Only that one message is silenced.
+    # peft 0.21 probes the deprecated `is_gradient_checkpointing` property whenever it wraps a model
+    # (PeftModel.__init__), which printed this FutureWarning in every stage that loads an adapter.
+    # Only that one message is silenced.
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
