@@ -30,6 +30,7 @@ TINY = {
         "minibatch_size": 2,
         "max_new_tokens": 16,
         "max_episode_length": 3,
+        "horizon_schedule": [{"iteration": 0, "max_turns": 3}],
     },
     "evaluate": {
         "environments": ["affine:sat", "affine:abd", "affine:ded", "agentgym:textcraft"],

@@ -84,7 +84,7 @@ def test_a_stage_on_vllm_without_vllm_stops_with_one_line(monkeypatch, capsys, t
     params = parse_params({"base": {"engine": "vllm"}, "evaluate": {"environments": ["affine:sat"]}})
     (tmp_path / "params.yaml").write_text("{}\n")
     with pytest.raises(SystemExit) as stop:
-        run(lambda: evaluate(params, "base", tmp_path / "models", tmp_path / "o.json", tmp_path / "o.jsonl"),
+        run(lambda _: evaluate(params, "base", tmp_path / "models", tmp_path / "o.json", tmp_path / "o.jsonl"),
             params_path=str(tmp_path / "params.yaml"))  # fmt: skip
     assert stop.value.code == 2
     err = capsys.readouterr().err

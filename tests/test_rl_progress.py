@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from affine.config import parse_params
 from affine.rl.loop import RLProgress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def _train_leaving_checkpoints(*args, checkpoint_dir, **kwargs):
 
 
 def test_checkpoints_are_removed_after_a_successful_run(monkeypatch, tmp_path):
-    _rl_stage(monkeypatch, tmp_path, _train_leaving_checkpoints).main()
+    _rl_stage(monkeypatch, tmp_path, _train_leaving_checkpoints).main(parse_params({}))
     assert not (tmp_path / "checkpoints/rl").exists()
 
 
@@ -66,5 +67,5 @@ def test_checkpoints_survive_a_failed_run_for_the_resume(monkeypatch, tmp_path):
         raise RuntimeError("killed mid-run")
 
     with pytest.raises(RuntimeError):
-        _rl_stage(monkeypatch, tmp_path, killed).main()
+        _rl_stage(monkeypatch, tmp_path, killed).main(parse_params({}))
     assert (tmp_path / "checkpoints/rl/iter-000001/state.json").is_file()
