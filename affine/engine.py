@@ -35,6 +35,17 @@ _ADAPTER_IDS = itertools.count(1)  # vLLM keys loaded adapters by integer id: ev
 INSTALL_HINT = 'pip install -e ".[cpu]" (README "Quick start"), or set base.engine: hf'
 
 
+_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the only max_lora_rank values vLLM 0.32 accepts
+
+
+def served_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts that holds an adapter of ``rank`` (e.g. ``sft.lora_r: 4`` is served at 8)."""
+    fits = [r for r in _VLLM_LORA_RANKS if r >= rank]
+    if not fits:
+        raise ModelError(f"vLLM serves LoRA adapters up to rank {_VLLM_LORA_RANKS[-1]}, not {rank}")
+    return fits[0]
+
+
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
@@ -120,7 +131,7 @@ class VLLMEngine:
             enable_prefix_caching=prefix_caching,  # off only in bench_engines (the re-prefill side)
             block_size=block_size,
             enable_lora=True,
-            max_lora_rank=max_lora_rank,
+            max_lora_rank=served_rank(max_lora_rank),
             max_loras=1,
             enforce_eager=enforce_eager,
             max_model_len=max_model_len,

@@ -330,3 +330,11 @@ def test_ppo_learns_the_bandit_with_vllm_rollouts(tokenizer, tmp_path) -> None:
     assert after > 0.8, (before, after, [h["success_rate"] for h in history])
     assert all(h["tokens_per_s"] > 0 for h in history)
     assert not (tmp_path / "rl" / "checkpoints" / "vllm-policy").exists()  # the served copy is cleaned up
+
+
+def test_adapters_are_served_at_a_rank_vllm_accepts() -> None:
+    from affine.engine import served_rank
+
+    assert [served_rank(r) for r in (1, 4, 8, 9, 16, 20, 512)] == [1, 8, 8, 16, 16, 32, 512]
+    with pytest.raises(ModelError, match="up to rank 512"):
+        served_rank(513)

@@ -120,7 +120,9 @@ def test_importing_affine_sets_the_policy_before_torch_loads_openmp():
 
     The spin count is what tells the policies apart: libgomp prints PASSIVE for an unset policy too, but then spins
     300000 times before it sleeps; PASSIVE proper is a spin count of 0."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    # a clean environment: in the full suite, something earlier tests leave in os.environ kept the policy from
+    # reaching libgomp (not yet found); a stage starts from the user's shell, not from pytest's process
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     env |= {"OMP_DISPLAY_ENV": "VERBOSE", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     code = "import affine.threads, torch; torch.ones(64, 64).sum()"  # any affine module runs affine/__init__ first
     seen = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
