@@ -152,7 +152,7 @@ class VLLMEngine:
     def from_params(
         cls, params: Any, model_dir: str | Path, tokenizer: Any, *, dtype: str, max_lora_rank: int | None = None
     ) -> VLLMEngine:
-        """The stage's one engine, configured from ``params.base`` (seed, KV cache, eager, block size); ``dtype``
+        """The stage's one engine, configured from ``params.base`` (seed, KV cache size, eager); ``dtype``
         is the caller's (``evaluate.dtype`` or ``base.dtype``) and ``max_lora_rank`` the adapters' it will serve."""
         base = params.base
         return cls(
