@@ -260,6 +260,8 @@ class RLParams(Section):
         [], description="ScalingInter-RL: max turns per episode by iteration ([]: max_episode_length throughout)"
     )
     value_hidden_size: int = Field(256, ge=1)
+    bf16: bool = Field(True, description="bf16 autocast in scoring and updates (CUDA, or a CPU with native bf16)")
+    gradient_checkpointing: bool = Field(True, description="recompute the trunk's activations in backward")
     reward_fn: str | None = None
     save_every: int = Field(10, ge=1)
     curriculum: CurriculumParams = CurriculumParams()

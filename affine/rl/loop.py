@@ -251,7 +251,7 @@ class RolloutGenerator:
     def __call__(self, policy: Any) -> Any:
         """The ``model`` argument for :func:`affine.rollout.play` this iteration."""
         if self.engine is None:
-            return policy
+            return policy.eval()  # train mode would turn HF's KV cache off (activation recompute); ppo restores it
         folder = self.work_dir / "vllm-policy"
         shutil.rmtree(folder, ignore_errors=True)
         policy.save_pretrained(str(folder), selected_adapters=["default"])

@@ -6,8 +6,10 @@ of ``minibatch_size`` episodes → log → maybe checkpoint.
 
 Decisions, and why (the policy and its reference: :mod:`affine.rl.actor`):
 
-* **No dropout, ever**: the model stays in eval mode during updates, so the first epoch's ratio is exactly 1 and
-  every ratio reflects parameter change, not dropout noise.  Gradients flow in eval mode all the same.
+* **No dropout, ever**: every dropout layer stays in eval mode during updates, so the first epoch's ratio is exactly
+  1 and every ratio reflects parameter change, not dropout noise.  The rest of the model is in train mode because
+  transformers runs activation recompute (``rl.gradient_checkpointing``) only there; Llama-style attention
+  dropout is 0 in their configs.
 * **Turn-level discounting** by default (``rl.gae_level: turn``, see :mod:`affine.rl.gae`): ``gamma``/``lam`` per
   env step, not per token.  ``token`` gives TRL-style token-level GAE.
 * **KL to the reference** (``kl_coef`` > 0) is the k3 estimator added to the loss (GRPO-style) rather than folded into
@@ -41,7 +43,17 @@ import torch
 from affine.checkpoints import claim
 from affine.config import Params
 from affine.model import canonical_adapter_config
-from affine.rl.actor import DEFAULT, ActorCritic, Batch, collate, load_policy, score_rollout, select
+from affine.rl.actor import (
+    DEFAULT,
+    ActorCritic,
+    Batch,
+    autocast_dtype,
+    collate,
+    load_policy,
+    score_rollout,
+    select,
+    without_dropout,
+)
 from affine.rl.gae import gae
 from affine.rl.loop import (
     Curriculum,
@@ -213,7 +225,9 @@ def train_rl(
     torch.manual_seed(params.base.seed)  # a fresh LoRA's and the value head's initial weights
     policy, tokenizer = load_policy(params, policy_dir)
     head = ValueHead(policy.config.hidden_size, rl.value_hidden_size) if rl.algorithm == "ppo" else None
-    model = ActorCritic(policy, head).to(accelerator.device).eval()  # eval: no dropout (module docstring)
+    autocast = autocast_dtype(rl.bf16, accelerator.device)
+    log.info("RL update: %s, activation recompute %s", autocast or "fp32", "on" if rl.gradient_checkpointing else "off")
+    model = without_dropout(ActorCritic(policy, head, autocast).to(accelerator.device))  # (module docstring)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=rl.learning_rate)
     names = list(rl.environments)
     curriculum = Curriculum(rl.curriculum, names)
@@ -257,6 +271,7 @@ def train_rl(
             reward_fn=reward_fn,
             max_context=getattr(policy.config, "max_position_embeddings", None),
         )
+        without_dropout(model)  # the hf engine generated in eval mode
         progress.played(len(episodes))
         progress.phase(iteration, f"{rl.algorithm} update: {rl.ppo_epochs} epochs, minibatches of {rl.minibatch_size}")
         batch = collate(episodes, tokenizer.pad_token_id)
