@@ -101,6 +101,20 @@ def test_unchanged_repo_is_up_to_date(repo):
     assert changed_stages(repo) == set()
 
 
+def test_python_bytecode_in_a_dependency_reruns_nothing(repo):
+    """An import (a test run) writes __pycache__ into affine/envs, affine/rl ...: .dvcignore must keep it out of
+    their hashes, or every stage after it reruns with unchanged code (it did: collect and sft reran)."""
+    cache = repo / "affine" / "envs" / "__pycache__"
+    cache.mkdir()
+    (cache / "sat.cpython-311.pyc").write_bytes(b"bytecode")
+    (repo / "affine" / "rl" / "stray.pyc").write_bytes(b"bytecode")
+    try:
+        assert changed_stages(repo) == set()
+    finally:
+        shutil.rmtree(cache)
+        (repo / "affine" / "rl" / "stray.pyc").unlink()
+
+
 @pytest.mark.parametrize(
     ("key", "value", "directly", "reruns"),
     [
