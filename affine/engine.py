@@ -127,6 +127,7 @@ class VLLMEngine:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"],
         )
         before = set(descendants(os.getpid()))
+        preload = os.environ.get("LD_PRELOAD")
         self.llm = LLM(
             model=source.path,
             dtype=str(torch_dtype).removeprefix("torch."),
@@ -147,6 +148,13 @@ class VLLMEngine:
             enable_chunked_prefill=False,
         )
         self.reaper = reap_on_exit([p for p in descendants(os.getpid()) if p not in before])
+        # vLLM puts torch's libgomp and its tcmalloc into os.environ's LD_PRELOAD for the workers it starts; left
+        # there, every later subprocess of the stage loads libgomp before Python runs, so affine's OpenMP wait policy
+        # (affine.threads) never reaches it (the wait-policy test failed in the full suite for this reason).
+        if preload is None:
+            os.environ.pop("LD_PRELOAD", None)
+        else:
+            os.environ["LD_PRELOAD"] = preload
         self.lora = None
         self.min_tokens = 0  # benchmarks only: force this many new tokens (equal work with HF's min_new_tokens)
         if adapter is not None:

@@ -47,9 +47,12 @@ def model_dir(tmp_path_factory, tokenizer) -> str:
 def engine(model_dir, tokenizer):
     from affine.engine import VLLMEngine
 
+    preload = os.environ.get("LD_PRELOAD")
     with VLLMEngine(
         model_dir, tokenizer, dtype="float32", seed=0, kv_cache_gib=1, max_lora_rank=8, log_stats=True
     ) as served:
+        # vLLM sets LD_PRELOAD (libgomp, tcmalloc) for its workers; later subprocesses must not inherit it
+        assert os.environ.get("LD_PRELOAD") == preload
         yield served
 
 

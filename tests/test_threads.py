@@ -120,8 +120,8 @@ def test_importing_affine_sets_the_policy_before_torch_loads_openmp():
 
     The spin count is what tells the policies apart: libgomp prints PASSIVE for an unset policy too, but then spins
     300000 times before it sleeps; PASSIVE proper is a spin count of 0."""
-    # a clean environment: in the full suite, something earlier tests leave in os.environ kept the policy from
-    # reaching libgomp (not yet found); a stage starts from the user's shell, not from pytest's process
+    # a clean environment: a stage starts from the user's shell, not from pytest's process (an LD_PRELOAD of libgomp,
+    # which vLLM used to leave in os.environ, makes libgomp read its policy before Python runs: affine.engine)
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     env |= {"OMP_DISPLAY_ENV": "VERBOSE", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     code = "import affine.threads, torch; torch.ones(64, 64).sum()"  # any affine module runs affine/__init__ first
