@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from affine.chat import render_prompt
 from affine.config import ParamsError, parse_params
@@ -44,6 +45,7 @@ def test_evaluate_writes_results_and_samples(tmp_path, tiny_model_dir):
     results = evaluate(params, "rl", models, out, samples)
     assert json.loads(out.read_text()) == results
     assert results["model"] == "rl" and results["evaluated_model"] == "base"
+    assert results["threads"]["torch_threads"] == torch.get_num_threads()  # recorded: fp32 rounding follows it
     assert set(results["envs"]) == {"affine:sat", "agentgym:textcraft"}
     for env in results["envs"].values():
         assert set(ENV_KEYS) <= set(env) and env["n"] == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from affine.envs.options import build_env
 from affine.eval.metrics import build_results
 from affine.generation import generate_chat
 from affine.model import load_model, load_tokenizer
+from affine.threads import thread_record
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +174,17 @@ def _evaluate_with(
     per_env: dict[str, list[float]] = {}
     for env_name in params.evaluate.environments:
         env = build_env(env_name, params.envs, split="eval")
-        n = params.evaluate.samples_per_env
+        n, began = params.evaluate.samples_per_env, time.perf_counter()
         if is_single_turn(env):
             env_rows = evaluate_single_turn(model, tokenizer, env, n, params)
         else:
             env_rows = evaluate_multi_turn(model, tokenizer, env_name, n, params)
         per_env[env_name] = [r["score"] for r in env_rows]
         rows.extend(env_rows)
-        log.info("%s on %s: mean score %.3f over %d", used, env_name, sum(per_env[env_name]) / n, n)
+        seconds = time.perf_counter() - began
+        log.info("%s on %s: mean score %.3f over %d (%.0f s)", used, env_name, sum(per_env[env_name]) / n, n, seconds)
     results = build_results(which, str(folder), per_env, evaluated_model=used)
+    results["threads"] = thread_record()  # fp32 rounding follows the thread count: a rerun elsewhere may differ
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_json).write_text(json.dumps(results, indent=2) + "\n")
     Path(out_samples).parent.mkdir(parents=True, exist_ok=True)
