@@ -359,14 +359,18 @@ if __name__ == "__main__":
     from affine.engine import VLLMEngine
     from affine.reaper import descendants
     engine = VLLMEngine({model_dir!r}, AutoTokenizer.from_pretrained({model_dir!r}), dtype="float32", kv_cache_gib=1)
-    print(*[pid for pid, _ in descendants(os.getpid()) if pid != engine.reaper.watcher.pid], flush=True)
+    print("HELPERS", *[pid for pid, _ in descendants(os.getpid()) if pid != engine.reaper.watcher.pid], flush=True)
     time.sleep(600)
 """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root}
     stage = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root, env=env)
     try:
-        helpers = [int(pid) for pid in stage.stdout.readline().split()]
+        line = ""
+        while not line.startswith("HELPERS"):  # vLLM logs to stdout too
+            line = stage.stdout.readline()
+            assert line, "the stage exited before its engine started"
+        helpers = [int(pid) for pid in line.split()[1:]]
         assert helpers, "the engine started no process of its own"
         stage.send_signal(signal.SIGKILL)
         stage.wait(timeout=30)

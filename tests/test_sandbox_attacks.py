@@ -141,17 +141,24 @@ BUSY_CHILDREN = prog("""
 
 
 def test_many_busy_children_get_one_core_and_the_host_keeps_its_share():
-    before = baseline_cpu_share(1.0)
-    with HostCPU() as cpu:
-        result = run_program(BUSY_CHILDREN, limits=Limits(wall_s=4.0, cpu_s=60))
-    baseline = (before + baseline_cpu_share(1.0)) / 2
-    assert result.timed_out
-    assert result.cpu_s / result.wall_s < 1.15, result  # 63 busy processes, at most one core between them
-    assert_host_clean()
     # On an idle machine the host process keeps >= 40 % of a core; where other work already holds the cores (a shared
     # CI machine), it must keep most of what it had without the attack (63 unconfined busy processes took ~85 %).
-    floor = min(0.4, 0.6 * baseline)
-    assert cpu.share >= floor, f"host process got {cpu.share:.2f} of a core (baseline {baseline:.2f})"
+    # Other jobs' load changes within seconds (a training step), so a low share is measured again, up to three
+    # times: unconfined children would take the host's core in every trial, a confined attack passes one of them.
+    shares = []
+    for _ in range(3):
+        before = baseline_cpu_share(1.0)
+        with HostCPU() as cpu:
+            result = run_program(BUSY_CHILDREN, limits=Limits(wall_s=4.0, cpu_s=60))
+        baseline = (before + baseline_cpu_share(1.0)) / 2
+        assert result.timed_out
+        assert result.cpu_s / result.wall_s < 1.15, result  # 63 busy processes, at most one core between them
+        assert_host_clean()
+        shares.append((round(cpu.share, 2), round(baseline, 2)))
+        if cpu.share >= min(0.4, 0.6 * baseline):
+            break
+    else:
+        raise AssertionError(f"host process's share of a core (with, without the attack) in each trial: {shares}")
 
 
 def test_cpu_budget_covers_all_processes():
