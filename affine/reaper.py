@@ -24,32 +24,37 @@ from pathlib import Path
 Proc = tuple[int, int]  # (pid, start time in clock ticks since boot): a pid alone may be reused
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time from ``/proc/<pid>/stat`` (field 22), None when it is gone or a zombie."""
+def _stat(pid: int | str) -> list[str] | None:
+    """``/proc/<pid>/stat`` from field 3 (state) on; the command name before it may hold spaces and ')'."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields 3.. after the name
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _started(fields: list[str] | None) -> int | None:
+    """Start time (field 22) of a live process, None for a gone one or a zombie."""
+    return None if fields is None or fields[0] in ("Z", "X") else int(fields[19])
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time, None when it is gone or a zombie."""
+    return _started(_stat(pid))
 
 
 def descendants(pid: int) -> list[Proc]:
-    """Every live process below ``pid`` (children, grandchildren, ...), with start times."""
-    parents: dict[int, list[int]] = {}
+    """Every live process below ``pid`` (children, grandchildren, ...), with start times; one read per process."""
+    children: dict[int, list[Proc]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(parents.get(pid, []))
-    while todo:
-        child = todo.pop()
-        started = start_time(child)
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        started = _started(fields)
         if started is not None:
-            found.append((child, started))
-        todo += parents.get(child, [])
+            children.setdefault(int(fields[1]), []).append((int(entry.name), started))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        proc = todo.pop()
+        found.append(proc)
+        todo += children.get(proc[0], [])
     return found
 
 

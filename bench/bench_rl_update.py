@@ -39,15 +39,14 @@ def worker(variant: str, policy: str, rows: int, tokens: int, steps: int) -> dic
     import torch
 
     from affine.config import load_params
-    from affine.rl.actor import ActorCritic, _load_policy, without_dropout
+    from affine.rl.actor import ActorCritic, load_policy, without_dropout
     from affine.rl.value_head import ValueHead
 
     bf16, ckpt = VARIANTS[variant]
     params = load_params(ROOT / "params.yaml")
+    params = params.model_copy(update={"rl": params.rl.model_copy(update={"gradient_checkpointing": ckpt})})
     torch.manual_seed(0)
-    model, _ = _load_policy(params, policy)
-    if ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model, _ = load_policy(params, policy)  # recompute on exactly as the rl stage turns it on
     head = ValueHead(model.config.hidden_size, 256)
     actor = without_dropout(ActorCritic(model, head, torch.bfloat16 if bf16 else None))
     optimizer = torch.optim.AdamW([p for p in actor.parameters() if p.requires_grad], lr=1e-5)

@@ -13,6 +13,7 @@ import affine  # noqa: F401
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 import torch
@@ -120,3 +121,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> str:
     build_tiny_model(len(tokenizer)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def gone_within(pids: list[int], seconds: float) -> bool:
+    """Whether every process in ``pids`` has exited (a zombie counts as exited) within ``seconds``."""
+    from affine.reaper import start_time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(start_time(pid) is None for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False

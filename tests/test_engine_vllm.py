@@ -17,7 +17,7 @@ import time
 
 import pytest
 import torch
-from conftest import build_tiny_model
+from conftest import build_tiny_model, gone_within
 
 from affine.chat import render_prompt
 from affine.config import parse_params
@@ -350,8 +350,6 @@ def test_a_killed_stage_takes_its_vllm_processes_with_it(model_dir) -> None:
     import signal
     import subprocess
 
-    from affine.reaper import start_time
-
     code = f"""
 if __name__ == "__main__":
     import os, time
@@ -374,9 +372,6 @@ if __name__ == "__main__":
         assert helpers, "the engine started no process of its own"
         stage.send_signal(signal.SIGKILL)
         stage.wait(timeout=30)
-        deadline = time.time() + 30
-        while any(start_time(pid) is not None for pid in helpers) and time.time() < deadline:
-            time.sleep(0.2)
-        assert all(start_time(pid) is None for pid in helpers), "vLLM processes outlived the killed stage"
+        assert gone_within(helpers, 30), "vLLM processes outlived the killed stage"
     finally:
         stage.kill()

@@ -11,20 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import gone_within
 
 from affine.reaper import descendants, kill, reap_on_exit, start_time
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="affine.reaper reads Linux's /proc")
-
-
-def gone_within(pids: list[int], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if all(start_time(pid) is None for pid in pids):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def start_stage(body: str) -> tuple[subprocess.Popen, list[int]]:
