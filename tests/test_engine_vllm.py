@@ -8,6 +8,7 @@ The checks that need no engine (missing vllm, thread binding) run everywhere.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -107,9 +108,9 @@ def test_from_params_reads_base_and_the_callers_dtype(monkeypatch, tokenizer, tm
     engine = VLLMEngine.from_params(parse_params({"base": raw}), tmp_path, tokenizer, dtype="bfloat16")
     assert isinstance(engine, VLLMEngine)
     assert seen == {"model": tmp_path, "dtype": "bfloat16", "seed": 7, "kv_cache_gib": 1.5, "enforce_eager": False,
-                    "max_lora_rank": 16}  # fmt: skip
-    VLLMEngine.from_params(parse_params({}), tmp_path, tokenizer, dtype="float32", max_lora_rank=64)
-    assert seen["max_lora_rank"] == 64 and seen["seed"] == parse_params({}).base.seed
+                    "max_lora_rank": 16, "lora": True}  # fmt: skip
+    VLLMEngine.from_params(parse_params({}), tmp_path, tokenizer, dtype="float32", max_lora_rank=64, lora=False)
+    assert seen["max_lora_rank"] == 64 and seen["seed"] == parse_params({}).base.seed and seen["lora"] is False
 
 
 def test_thread_binding_follows_env_then_torch(monkeypatch) -> None:
@@ -232,40 +233,88 @@ def test_prefix_cache_reuse_gives_the_re_prefill_tokens(engine, tokenizer) -> No
 
 @needs_vllm
 @pytest.mark.slow
-def test_lora_adapters_are_served_fresh_each_time(engine, model_dir, tokenizer, tmp_path) -> None:
-    """The RL case: the policy's adapter is saved to the same folder each iteration and must be re-read."""
+def random_lora(model_dir: str):
+    """A LoRA policy over the tiny model; :func:`train_lora` gives it trained-looking weights."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from affine.rl.loop import RolloutGenerator
-
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"])
-    policy = get_peft_model(base, config).eval()
-    generator = RolloutGenerator(parse_params({}), model_dir, tokenizer, tmp_path)
-    assert generator(policy) is policy  # base.engine: hf plays on the policy itself
-    generator.engine = engine
+    return get_peft_model(base, config).eval()
+
+
+def train_lora(policy, seed: int) -> None:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in policy.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)  # B = 0 (a fresh LoRA) would change nothing
+
+
+def test_lora_adapters_are_served_fresh_each_time(engine, model_dir, tokenizer, tmp_path) -> None:
+    """An adapter saved again to the same folder must be re-read, not taken from vLLM's adapter cache."""
+    policy = random_lora(model_dir)
     prompts = held_out_prompts(tokenizer)[:8]
     kwargs = {"max_new_tokens": 16, "temperature": 0.0, "batch_size": 8}
     bare = generate_ids(engine, tokenizer, prompts, **kwargs)
     outputs = []
     for seed in (1, 2):
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            for name, weight in policy.named_parameters():
-                if "lora_B" in name:
-                    weight.normal_(0, 0.5)  # a trained-looking adapter: B = 0 would change nothing
-        served = generate_ids(generator(policy), tokenizer, prompts, **kwargs)
+        train_lora(policy, seed)
+        policy.save_pretrained(str(tmp_path / "adapter"))
+        engine.use_adapter(tmp_path / "adapter")
+        served = generate_ids(engine, tokenizer, prompts, **kwargs)
         expected = generate_ids(policy, tokenizer, prompts, **kwargs)
         differ = sum(a != b for a, b in zip(served, expected, strict=True))
         assert differ == 0, f"adapter {seed}: {differ} of {len(prompts)} prompts differ from HF with the same LoRA"
         outputs.append(served)
-    assert outputs[0] != bare and outputs[1] != outputs[0]  # each iteration's weights, not a cached adapter
+    assert outputs[0] != bare and outputs[1] != outputs[0]  # each save's weights, not a cached adapter
     lora_id = engine.lora.lora_int_id
     engine.use_adapter(None)
     assert engine.lora is None and generate_ids(engine, tokenizer, prompts, **kwargs) == bare
-    engine.use_adapter(tmp_path / "vllm-policy")
+    engine.use_adapter(tmp_path / "adapter")
     assert engine.lora.lora_int_id > lora_id
+
+
+def test_hf_rollouts_play_in_eval_mode_and_hand_back_train_mode(model_dir, tokenizer) -> None:
+    from affine.rl.loop import RolloutGenerator
+
+    policy = random_lora(model_dir)
+    generator = RolloutGenerator(parse_params({"base": {"engine": "hf"}}), model_dir, tokenizer)
+    with generator.serving(policy) as player:
+        assert player is policy and not policy.training  # HF's KV cache is off in train mode (recompute)
+    assert policy.training
+    assert not any(m.training for m in policy.modules() if isinstance(m, torch.nn.Dropout))
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_rl_plays_each_policy_merged_into_one_running_engine(model_dir, tokenizer) -> None:
+    """RL's vLLM path: one engine without LoRA, given the policy's merged weights every iteration.  The tokens must
+    be HF's for the merged model each time: a weight not taken, or KV left in the prefix cache from the previous
+    weights (the same prompts are played again), would change them."""
+    from affine.rl.loop import RolloutGenerator
+
+    policy = random_lora(model_dir)
+    params = parse_params({"base": {"engine": "vllm", "vllm_kv_cache_gib": 1.0, "dtype": "float32"}})
+    prompts = held_out_prompts(tokenizer)[:8]
+    kwargs = {"max_new_tokens": 16, "temperature": 0.0, "batch_size": 8}
+    generator = RolloutGenerator(params, model_dir, tokenizer)
+    try:
+        bare = generate_ids(generator.engine, tokenizer, prompts, **kwargs)
+        outputs = []
+        for seed in (1, 2):
+            train_lora(policy, seed)
+            with generator.serving(policy) as player:
+                served = generate_ids(player, tokenizer, prompts, **kwargs)
+            expected = generate_ids(copy.deepcopy(policy).merge_and_unload(), tokenizer, prompts, **kwargs)
+            differ = sum(a != b for a, b in zip(served, expected, strict=True))
+            assert differ == 0, f"policy {seed}: {differ} of {len(prompts)} prompts differ from HF's merged model"
+            outputs.append(served)
+        assert outputs[0] != bare and outputs[1] != outputs[0]
+        with pytest.raises(ModelError, match="lora=True"):
+            generator.engine.use_adapter(model_dir)
+    finally:
+        generator.close()
 
 
 @needs_vllm
@@ -315,8 +364,8 @@ def _live_children() -> int:
 @needs_vllm
 @pytest.mark.slow
 def test_ppo_learns_the_bandit_with_vllm_rollouts(tokenizer, tmp_path) -> None:
-    """RL on ``base.engine: vllm``: each iteration's policy is re-served to vLLM and the update trains on vLLM's
-    samples; a stale adapter or misaligned tokens would leave the success rate where it started."""
+    """RL on ``base.engine: vllm``: each iteration's policy is merged into vLLM's weights and the update trains on
+    vLLM's samples; stale weights or misaligned tokens would leave the success rate where it started."""
     from test_rl_learning import bandit_factory, bandit_params, save_bandit, success_rate
 
     from affine.rl.ppo import train_rl
@@ -332,7 +381,6 @@ def test_ppo_learns_the_bandit_with_vllm_rollouts(tokenizer, tmp_path) -> None:
     assert 0.1 < before < 0.6
     assert after > 0.8, (before, after, [h["success_rate"] for h in history])
     assert all(h["tokens_per_s"] > 0 for h in history)
-    assert not (tmp_path / "rl" / "checkpoints" / "vllm-policy").exists()  # the served copy is cleaned up
 
 
 def test_adapters_are_served_at_a_rank_vllm_accepts() -> None:

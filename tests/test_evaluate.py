@@ -163,12 +163,13 @@ def test_vllm_is_given_an_adapter_merged_into_its_base(tmp_path, tiny_model_dir)
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     with torch.no_grad():
         expected = adapted.eval()(input_ids=ids).logits
-        with servable(adapter, "float32") as served:
+        with servable(adapter, "float32") as (served, tokenizer):
+            assert tokenizer.vocab_size > 0
             assert not (served / "adapter_config.json").exists() and (served / "config.json").is_file()
             merged = AutoModelForCausalLM.from_pretrained(served).eval()
             assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
             with adapted.disable_adapter():
                 assert not torch.allclose(adapted(input_ids=ids).logits, expected, atol=1e-3)  # B is not zero
     assert not served.exists()
-    with servable(Path(tiny_model_dir), "float32") as full:
+    with servable(Path(tiny_model_dir), "float32") as (full, _):
         assert full == Path(tiny_model_dir)

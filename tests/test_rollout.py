@@ -89,9 +89,11 @@ def reply_ids(tokenizer) -> list[int]:
 def test_batched_episodes_of_different_lengths(tokenizer, reply_ids) -> None:
     lm = ScriptedLM(reply_ids)
     plan = [(Countdown(), 3), (Echo(), 7), (Countdown(), 1), (Countdown(), 2)]
-    episodes = play(lm, tokenizer, plan, max_new_tokens=16, temperature=0.0, max_turns=10)
+    running: list[int] = []
+    episodes = play(lm, tokenizer, plan, max_new_tokens=16, temperature=0.0, max_turns=10, on_turn=running.append)
     # generation only for live episodes: 4, then the two countdowns still running, then the last one
     assert lm.batch_sizes == [4, 2, 1]
+    assert running == [2, 1, 0]  # what a progress bar shows after each turn
     assert [e.turns for e in episodes] == [3, 1, 1, 2]
     assert [e.env for e in episodes] == ["toy:countdown", "toy:echo", "toy:countdown", "toy:countdown"]
     assert episodes[0].rewards == pytest.approx([0.1, 0.1, 1.0])

