@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -292,7 +293,11 @@ class RolloutGenerator:
             finally:
                 without_dropout(policy)
             return
-        self.engine.load_weights(merged_weights(policy))
+        began = time.perf_counter()
+        weights = merged_weights(policy)
+        self.engine.load_weights(weights)
+        log.info("policy merged into vLLM's weights (%d tensors, %.1f s)", len(weights), time.perf_counter() - began)
+        del weights
         yield self.engine
 
     def close(self) -> None:
