@@ -141,10 +141,14 @@ BUSY_CHILDREN = prog("""
 
 
 def test_many_busy_children_get_one_core_and_the_host_keeps_its_share():
-    # On an idle machine the host process keeps >= 40 % of a core; where other work already holds the cores (a shared
-    # CI machine), it must keep most of what it had without the attack (63 unconfined busy processes took ~85 %).
-    # Other jobs' load changes within seconds (a training step), so a low share is measured again, up to three
-    # times: unconfined children would take the host's core in every trial, a confined attack passes one of them.
+    # On an idle machine the host process keeps >= 40 % of a core.  Where other work already holds every core (a
+    # shared CI machine), the confined attack still takes its one core, and the host shares what is left with that
+    # work: on C cores it keeps about (C - 1) / C of its share without the attack (measured on 2 cores with two
+    # busy loops beside the suite: 0.33 vs 0.67), so it must keep 75 % of that; 63 unconfined busy processes left it
+    # ~15 %.  Other jobs' load changes within seconds (a training step), so a low share is measured again, up to
+    # three times: unconfined children would take the host's core in every trial, a confined attack passes one.
+    cores = len(os.sched_getaffinity(0))
+    left = max(cores - 1, 0.5) / cores  # one core: the attack and the host's group split it
     shares = []
     for _ in range(3):
         before = baseline_cpu_share(1.0)
@@ -155,7 +159,7 @@ def test_many_busy_children_get_one_core_and_the_host_keeps_its_share():
         assert result.cpu_s / result.wall_s < 1.15, result  # 63 busy processes, at most one core between them
         assert_host_clean()
         shares.append((round(cpu.share, 2), round(baseline, 2)))
-        if cpu.share >= min(0.4, 0.6 * baseline):
+        if cpu.share >= min(0.4, 0.75 * left * baseline):
             break
     else:
         raise AssertionError(f"host process's share of a core (with, without the attack) in each trial: {shares}")
