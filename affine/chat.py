@@ -4,6 +4,10 @@ TRL's ``assistant_only_loss`` needs ``{% generation %}`` markers to know which t
 shipped ChatML template has none, and TRL refuses to patch it.  We rewrite a ChatML template *with* the markers that
 renders byte-identically to the original (same default system line), so the prompt the model is trained on is exactly
 the prompt it sees at evaluation.  Templates that already carry markers are kept as they are.
+
+An assistant message with ``"loss": false`` (AgentTraj's own flag, which AgentGym sets on the "OK" that acknowledges
+the instructions) is rendered the same but left outside the markers, so it is context, not a target: trained on, a
+135M model learns to answer every observation "OK".  Templates we keep as they are ignore the flag.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ _DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\\n|\n)(.*?)<\|im_end\|>",
 _CHATML = (
     "{%- for message in messages %}"
     "{%- if loop.first and messages[0]['role'] != 'system' %}{{ SYSTEM }}{%- endif %}"
-    "{%- if message['role'] == 'assistant' %}"
+    "{%- if message['role'] == 'assistant' and message['loss'] is not false %}"
     "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
     "{{ '\\n' }}"
     "{%- else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endif %}"

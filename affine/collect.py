@@ -55,7 +55,7 @@ def expert_episode(env: Any, task_id: int, max_turns: int) -> tuple[list[dict], 
     """One episode played by the env's scripted expert, as AgentTraj ``conversations``."""
     conversations = [
         {"from": "human", "value": env.instructions},
-        {"from": "gpt", "value": ACKNOWLEDGEMENT},
+        {"from": "gpt", "value": ACKNOWLEDGEMENT, "loss": False},  # as AgentGym's data marks it: context, not a target
         {"from": "human", "value": env.reset(task_id)},
     ]
     step = None

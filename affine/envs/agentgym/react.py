@@ -84,6 +84,15 @@ def react(thought: str, action: str) -> str:
 
 
 def to_messages(conversations: list[dict]) -> list[dict]:
-    """AgentTraj ``conversations`` (``from: human|gpt``) → chat ``messages`` (``role: user|assistant``)."""
+    """AgentTraj ``conversations`` (``from: human|gpt``) → chat ``messages`` (``role: user|assistant``).
+
+    A turn's ``"loss": false`` is kept on its message (SFT then does not train on it: :mod:`affine.chat`); AgentTraj
+    writes ``loss`` on every turn (null on the user's), so only an explicit false is carried."""
     roles = {"human": "user", "gpt": "assistant"}
-    return [{"role": roles[turn["from"]], "content": turn["value"]} for turn in conversations]
+    messages = []
+    for turn in conversations:
+        message = {"role": roles[turn["from"]], "content": turn["value"]}
+        if turn.get("loss") is False:
+            message["loss"] = False
+        messages.append(message)
+    return messages
