@@ -16,11 +16,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from affine.config import Params
-from affine.envs.agentgym.react import to_messages
+from affine.envs.agentgym.react import ACKNOWLEDGEMENT, to_messages
 from affine.envs.options import build_env, server_task_map
 
 log = logging.getLogger(__name__)
-ACKNOWLEDGEMENT = "OK"
 
 
 def even_split(total: int, names: list[str]) -> dict[str, int]:

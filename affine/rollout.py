@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from affine.chat import render_prompt
+from affine.envs.agentgym.react import ACKNOWLEDGEMENT
 from affine.envs.base import Challenge, is_single_turn
 from affine.generation import generate_ids
 
@@ -38,8 +39,6 @@ Messages = list[dict[str, str]]
 Policy = Callable[[Any, Messages, Challenge | None], str]
 # reward_fn(env_name, messages incl. the reply, step_reward, info) -> shaped reward (see affine.rl.rewards).
 RewardFn = Callable[[str, Messages, float, dict[str, Any]], float]
-
-ACK = "OK"
 
 
 def expert_policy(env: Any, messages: Messages, challenge: Challenge | None) -> str:
@@ -174,7 +173,7 @@ def opening(env: Any, task_id: int) -> tuple[Challenge | None, list[dict[str, st
     first = env.reset(task_id)
     return None, [
         {"role": "user", "content": env.instructions},
-        {"role": "assistant", "content": ACK},
+        {"role": "assistant", "content": ACKNOWLEDGEMENT},
         {"role": "user", "content": first},
     ]
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 INVALID_ACTION = "Invalid Action."
 MULTIPLE_ACTIONS = "Error: Only one 'Action' is allowed per response. Please adjust your response."
+# The assistant turn that follows AgentGym's instructions in every conversation (its AgentTraj data and its client):
+# context, never a training target (collect marks it ``loss: false``).
+ACKNOWLEDGEMENT = "OK"
 
 _ACTION_LINE = re.compile(r"Action:\s*(.*?)(?=\n|$)")
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9, ]+")
