@@ -118,6 +118,21 @@ def test_training_lr_ends_at_min_ratio_and_best_checkpoint_kept(tiny_model_dir, 
     assert not (tmp_path / "ckpt").exists(), "crash-resume checkpoints are removed after success"
 
 
+def test_same_seed_and_data_train_the_same_adapter_bit_for_bit(tiny_model_dir, tmp_path):
+    """What makes two ``dvc repro`` runs on one machine agree: seeded split, dropout and batches, and no kernel whose
+    rounding varies from run to run (sft.bf16 on, so on a CPU with native bf16 this is the autocast path the stage
+    takes).  Another CPU may round differently: the stage's base loss moved 1.7210 -> 1.7223 between two machines."""
+    data = write_examples(tmp_path / "sft.jsonl")
+    runs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        train_sft(params(max_steps=3, lora_dropout=0.1), tiny_model_dir, data, out / "model", out / "ckpt", out / "m")
+        loss = (out / "m" / "plots" / "metrics" / "loss.tsv").read_text()
+        runs.append(((out / "model" / "adapter_model.safetensors").read_bytes(), loss))
+    assert len(runs[0][1].splitlines()) == 4, "three logged steps"
+    assert runs[0] == runs[1]
+
+
 @pytest.mark.parametrize("checkpointing", [True, False])
 def test_sft_config_sets_checkpointing_without_warnings(tmp_path, checkpointing):
     """The param reaches the trainer, and no checkpointing deprecation warning is logged on every SFT run."""
