@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from affine.errors import StageError
+
 _DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\\n|\n)(.*?)<\|im_end\|>", re.DOTALL)
 
 _CHATML = (
@@ -29,8 +31,8 @@ _CHATML = (
 )
 
 
-class TemplateError(ValueError):
-    pass
+class TemplateError(StageError, ValueError):
+    """A chat template or conversation this code cannot use; the message says why, in one line."""
 
 
 def training_template(original: str | None) -> str:

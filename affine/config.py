@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from affine.envs.templates import PromptTemplate
+from affine.errors import StageError
 
 AFFINE_ENVS = ("affine:sat", "affine:abd", "affine:ded")
 AGENTGYM_ENVS = (
@@ -36,7 +37,7 @@ EnvName = Literal[
 ]
 
 
-class ParamsError(ValueError):
+class ParamsError(StageError, ValueError):
     """A bad ``params.yaml``; the message is one line per problem, each starting with the key's dotted path."""
 
 

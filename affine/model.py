@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from affine.chat import install_training_template
+from affine.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ SET_VALUED_ADAPTER_KEYS = ("target_modules", "exclude_modules", "modules_to_save
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-class ModelError(RuntimeError):
+class ModelError(StageError, RuntimeError):
     """A model that cannot be found or loaded; the message says what to install or fix, in one line."""
 
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from affine.chat import TemplateError
 from affine.config import Params, ParamsError, load_params, parse_params
-from affine.model import ModelError
-from affine.sandbox import SandboxUnavailable
+from affine.errors import StageError
 from affine.threads import configure_threads
 
-KNOWN_ERRORS = (ParamsError, ModelError, TemplateError, FileNotFoundError, SandboxUnavailable)
+# ParamsError, ModelError, TemplateError, SandboxUnavailable, ...: see affine.errors
+KNOWN_ERRORS = (StageError, FileNotFoundError)
 
 log = logging.getLogger(__name__)
 

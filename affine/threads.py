@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 from collections.abc import MutableMapping
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +110,32 @@ def thread_record() -> dict[str, object]:
     """What a stage's bookkeeping JSON records: the thread count changes fp32 rounding, so results depend on it."""
     import torch
 
-    return {"torch_threads": torch.get_num_threads(), "omp_wait": wait_policy(os.environ)}
+    return {"torch_threads": torch.get_num_threads(), "omp_wait": wait_policy(os.environ), "cpu": cpu_record()}
+
+
+def cpu_record(cpuinfo: str | None = None) -> dict[str, object]:
+    """The CPU a result was computed on: its kernels (torch's ISA level, native bf16) round differently.
+
+    Measured: one commit's SFT (bf16 autocast) on two machines gave eval losses 1.72101 and 1.72227, while two runs
+    on one machine were bit-identical; the record says which case a comparison is.  Read from the first processor
+    block of ``/proc/cpuinfo`` (all blocks describe one CPU model here).
+    """
+    import torch
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        except OSError:
+            cpuinfo = ""
+    block = cpuinfo.strip().split("\n\n", 1)[0]
+    first = {
+        key.strip(): value.strip() for key, sep, value in (line.partition(":") for line in block.splitlines()) if sep
+    }
+    flags = set(first.get("flags", "").split())
+    return {
+        "model": first.get("model name", "unknown"),
+        "family": first.get("cpu family"),
+        "model_id": first.get("model"),
+        "native_bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "torch_isa": torch.backends.cpu.get_cpu_capability(),
+    }

@@ -295,6 +295,17 @@ def test_progress_reward_cannot_be_farmed() -> None:
     assert total <= shaping.progress + 1e-9  # only a new best potential pays
 
 
+@pytest.mark.parametrize(
+    ("level", "task_id"), [("PickupLoc", 18), ("GoToObjMazeS7", 5), ("GoToLocalS8N7", 2), ("GoToRedBall", 0)]
+)
+def test_turning_in_place_earns_no_progress(level: str, task_id: int) -> None:
+    """Facing is free under the listed "go to" actions, so a turn is never progress (RL learned to spin for it)."""
+    env = BabyAI(levels=[level], shaping=Shaping())
+    env.reset(task_id)
+    steps = [env.step(f"Action: turn {side}") for side in ("left",) * 4 + ("right",) * 4]
+    assert all(s.info["valid"] for s in steps) and [s.reward for s in steps] == [0.0] * 8
+
+
 def test_registry_and_interface() -> None:
     env = make("agentgym:babyai", difficulty=0, max_turns=7, seed=3)
     assert isinstance(env, BabyAI) and env.name == "agentgym:babyai" and env.max_turns == 7

@@ -112,7 +112,21 @@ def test_openmp_wait_policy_defaults_to_passive_and_the_environment_wins():
         env = dict(chosen)
         set_openmp_defaults(env)
         assert env == chosen, "a policy or spin count the user set is kept"
-    assert thread_record() == {"torch_threads": torch.get_num_threads(), "omp_wait": threads.wait_policy(os.environ)}
+    record = thread_record()
+    assert record == {"torch_threads": torch.get_num_threads(), "omp_wait": threads.wait_policy(os.environ),
+                      "cpu": threads.cpu_record()}  # fmt: skip
+
+
+def test_cpu_record_reads_the_first_processor_and_survives_no_cpuinfo():
+    info = (
+        "processor\t: 0\nmodel name\t: AMD EPYC 9B45\ncpu family\t: 26\nmodel\t\t: 2\nflags\t\t: fpu avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: Other\ncpu family\t: 1\n"
+    )
+    record = threads.cpu_record(info)
+    assert record["model"] == "AMD EPYC 9B45" and (record["family"], record["model_id"]) == ("26", "2")
+    assert record["native_bf16"] is True and record["torch_isa"] == torch.backends.cpu.get_cpu_capability()
+    bare = threads.cpu_record("")
+    assert bare["model"] == "unknown" and bare["native_bf16"] is False and bare["family"] is None
 
 
 def test_importing_affine_sets_the_policy_before_torch_loads_openmp():

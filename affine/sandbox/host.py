@@ -24,12 +24,14 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from affine.errors import StageError
+
 UIDS_PER_SLOT = 256
 _V1 = ("memory", "pids", "cpu", "cpuacct")
 _GROUP = "affine-sandbox"
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(StageError, RuntimeError):
     """The sandbox cannot be set up here as configured; the message says why and what to install or allow."""
 
 

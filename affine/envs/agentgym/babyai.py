@@ -16,10 +16,11 @@ ids are played: an id whose level is not selected is moved forward to the next i
 own real task (the ``seed`` option shifts ids by whole seeds).  ``difficulty=1`` (the default) selects
 ``SUPPORTED_LEVELS``, 2+ all 40, 0 a single-room curriculum.
 
-Shaping (RL signal; the real score stays in ``Step.score``): ``completion`` on success; ``progress`` (+0.15) when a turn
-reaches a new best of the expert planner's potential (sub-goals done, plan stage, minus the distance to the current
-target), so drop/pick-up loops cannot farm it; ``invalid_penalty`` for an unusable reply; ``timeout_penalty`` when the
-turn budget runs out.  The expert (``babyai_expert``) plans from the full state and acts only through listed actions.
+Shaping (RL signal; the real score stays in ``Step.score``): ``completion`` on success; ``progress`` (+0.15) when a
+turn reaches a new best of the expert planner's potential (sub-goals done, plan stage, minus the distance from the
+agent's cell to the current target, whatever way it faces), so drop/pick-up loops and turns in place cannot farm it;
+``invalid_penalty`` for an unusable reply; ``timeout_penalty`` when the turn budget runs out. The expert
+(``babyai_expert``) plans from the full state and acts only through listed actions.
 """
 
 from __future__ import annotations
