@@ -2,7 +2,8 @@
 
 The import graph is read statically (``ast``) from each stage's entry point, following ``affine.*`` imports at any
 depth, including imports inside functions (a superset of what one run executes: a stage that may import a module
-depends on it).  Code loaded by name in another process (``affine/vllm_worker.py``, which vLLM's worker imports) is listed by hand.
+depends on it).  Code loaded by name in another process (``affine/vllm_worker.py``, which vLLM's worker imports)
+is listed by hand.
 """
 
 from __future__ import annotations
