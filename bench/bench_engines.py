@@ -51,6 +51,7 @@ from affine.envs.options import build_env  # noqa: E402
 from affine.generation import generate_ids  # noqa: E402
 from affine.model import load_model  # noqa: E402
 from affine.rollout import play  # noqa: E402
+from affine.threads import cpu_record  # noqa: E402
 
 MULTI_TURN_ENVS = ("agentgym:textcraft", "agentgym:babyai")
 SIDES = ("vllm", "vllm_reprefill", "hf", "one_at_a_time")
@@ -161,10 +162,11 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "vllm_threads_bind": thread_binding(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_record(),
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "note": "shared 2-core machine: other engineers' jobs ran during the rounds (see load averages)",
+        "note": "2-core machine, possibly shared: other jobs may run during the rounds (see load averages)",
     }
     model, tokenizer = load_model(args.model, dtype=args.dtype)
     model.eval()
