@@ -298,6 +298,9 @@ class EvaluateParams(Section):
     batch_size: int = Field(16, ge=1)
     max_new_tokens: int | None = Field(512, ge=1, description="None: no cap, up to the model's context (the validator)")
     temperature: float = Field(0.0, ge=0)
+    # vLLM's KV cache for the evaluate stages (None: base.vllm_kv_cache_gib): every held-out episode of an env plays
+    # at once, so their whole conversations must stay cached between turns or vLLM evicts and re-prefills them
+    vllm_kv_cache_gib: float | None = Field(None, gt=0)
     baseline: str | None = None
 
 

@@ -189,16 +189,18 @@ class VLLMEngine:
         dtype: str,
         max_lora_rank: int | None = None,
         lora: bool = True,
+        kv_cache_gib: float | None = None,
     ) -> VLLMEngine:
         """The stage's one engine, configured from ``params.base`` (seed, KV cache size, eager); ``dtype``
-        is the caller's (``evaluate.dtype`` or ``base.dtype``) and ``max_lora_rank`` the adapters' it will serve."""
+        is the caller's (``evaluate.dtype`` or ``base.dtype``), ``max_lora_rank`` the adapters' it will serve and
+        ``kv_cache_gib`` a stage's own cache size (``evaluate.vllm_kv_cache_gib``) in place of the base's."""
         base = params.base
         return cls(
             model_dir,
             tokenizer,
             dtype=dtype,
             seed=base.seed,
-            kv_cache_gib=base.vllm_kv_cache_gib,
+            kv_cache_gib=kv_cache_gib or base.vllm_kv_cache_gib,
             enforce_eager=base.vllm_enforce_eager,
             max_lora_rank=max_lora_rank or 16,
             lora=lora,

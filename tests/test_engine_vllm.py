@@ -111,6 +111,34 @@ def test_from_params_reads_base_and_the_callers_dtype(monkeypatch, tokenizer, tm
                     "max_lora_rank": 16, "lora": True}  # fmt: skip
     VLLMEngine.from_params(parse_params({}), tmp_path, tokenizer, dtype="float32", max_lora_rank=64, lora=False)
     assert seen["max_lora_rank"] == 64 and seen["seed"] == parse_params({}).base.seed and seen["lora"] is False
+    VLLMEngine.from_params(parse_params({"base": raw}), tmp_path, tokenizer, dtype="float32", kv_cache_gib=8.0)
+    assert seen["kv_cache_gib"] == 8.0, "a stage's own KV cache size wins over base.vllm_kv_cache_gib"
+
+
+def test_evaluate_sizes_its_engine_by_evaluate_kv_cache(monkeypatch, tmp_path) -> None:
+    """The evaluate stages play every held-out episode of an env at once: their cache is evaluate's to size."""
+    from contextlib import nullcontext
+
+    from affine.engine import VLLMEngine
+    from affine.eval import evaluate as evaluate_module
+
+    seen = {}
+    monkeypatch.setattr(evaluate_module, "resolve_model", lambda which, models_dir: (which, tmp_path))
+
+    def stop(cls, params, model_dir, tokenizer, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop before loading")
+
+    monkeypatch.setattr(evaluate_module, "servable", lambda folder, dtype: nullcontext((folder, None)))
+    monkeypatch.setattr(VLLMEngine, "from_params", classmethod(stop))
+    for evaluate_kv, expected in ((6.0, 6.0), (None, None)):
+        base = {"engine": "vllm", "vllm_kv_cache_gib": 1.5}
+        params = parse_params({"base": base, "evaluate": {"vllm_kv_cache_gib": evaluate_kv}})
+        with pytest.raises(RuntimeError, match="stop before loading"):
+            evaluate_module.evaluate(params, "base", tmp_path, tmp_path / "o.json", tmp_path / "o.jsonl")
+        assert seen["kv_cache_gib"] == expected and seen["dtype"] == params.evaluate.dtype
+    with pytest.raises(Exception, match="vllm_kv_cache_gib"):
+        parse_params({"evaluate": {"vllm_kv_cache_gib": 0}})
 
 
 def test_thread_binding_follows_env_then_torch(monkeypatch) -> None:

@@ -188,7 +188,10 @@ def evaluate(params: Params, which: str, models_dir: str | Path, out_json: str |
         from affine.engine import VLLMEngine
 
         with servable(folder, params.evaluate.dtype) as (served, tokenizer):
-            with VLLMEngine.from_params(params, served, tokenizer, dtype=params.evaluate.dtype) as engine:
+            kv_cache_gib = params.evaluate.vllm_kv_cache_gib
+            with VLLMEngine.from_params(
+                params, served, tokenizer, dtype=params.evaluate.dtype, kv_cache_gib=kv_cache_gib
+            ) as engine:
                 return _evaluate_with(engine, tokenizer, params, which, used, folder, out_json, out_samples)
     model, tokenizer = load_merged(folder, params.evaluate.dtype)
     return _evaluate_with(model, tokenizer, params, which, used, folder, out_json, out_samples)
