@@ -36,6 +36,7 @@ TINY = {
         "environments": ["affine:sat", "affine:abd", "affine:ded", "agentgym:textcraft"],
         "samples_per_env": 2,
         "max_new_tokens": 16,
+        "vllm_kv_cache_gib": 1.0,  # 2 short episodes: the profile's 8 GiB (64 long ones) would only cost memory
     },
 }
 
