@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from affine.checkpoints import claim, content_hash, source_hash
 from affine.config import Params, SFTParams
 from affine.model import ModelError, canonical_adapter_config, load_model
-from affine.threads import thread_record
+from affine.threads import NATIVE_BF16_FLAGS, thread_record
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def cpu_has_native_bf16() -> bool:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+    return bool(set(flags.split()) & NATIVE_BF16_FLAGS)
 
 
 def sft_config(p: SFTParams, seed: int, output_dir: str | Path, has_cuda: bool | None = None) -> Any:

@@ -26,6 +26,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# /proc/cpuinfo flags of CPUs that run bf16 matmuls natively (elsewhere CPU bf16 is emulated and slower than fp32)
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
 # libgomp reads its wait policy when torch loads it, before a stage has parsed params.yaml, so this is not a param:
 # the environment overrides it (OMP_WAIT_POLICY=ACTIVE, or a GOMP_SPINCOUNT, keeps libgomp's spinning)
 WAIT_POLICY = "PASSIVE"
@@ -136,6 +139,6 @@ def cpu_record(cpuinfo: str | None = None) -> dict[str, object]:
         "model": first.get("model name", "unknown"),
         "family": first.get("cpu family"),
         "model_id": first.get("model"),
-        "native_bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "native_bf16": bool(flags & NATIVE_BF16_FLAGS),
         "torch_isa": torch.backends.cpu.get_cpu_capability(),
     }
