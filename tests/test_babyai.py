@@ -61,6 +61,20 @@ def test_expert_replies_are_react() -> None:
     assert reply.startswith("Thought:\n") and "\n\nAction:\n" in reply
 
 
+def test_expert_thought_names_the_exact_macro_it_takes() -> None:
+    # The SFT model copied the goal's wording ("go to red ball") instead of the listed action ("go to red ball 1"),
+    # which the server rejects; so every object macro the expert takes is quoted, index included, in its thought.
+    env = BabyAI(split="eval")
+    macros = 0
+    for task_id in range(12):
+        for reply in play_expert(env, task_id)[1]:
+            thought, action = reply.removeprefix("Thought:\n").split("\n\nAction:\n")
+            if action.startswith(("go to ", "pickup ")):
+                macros += 1
+                assert f"'{action}'" in thought, reply
+    assert macros >= 12
+
+
 def _hand_built(carrying: object = None) -> BabyAI:
     """An empty 8x8 room: agent at (1, 3) facing east, a red ball ahead, a grey key ahead-left, a red ball further."""
     env = BabyAI(levels=["GoToRedBallNoDists"])

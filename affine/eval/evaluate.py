@@ -152,10 +152,14 @@ def evaluate_multi_turn(model: Any, tokenizer: Any, env_name: str, n: int, param
     envs = [build_env(env_name, params.envs, split="eval") for _ in range(n)]
     turns = max(env.max_turns for env in envs)
     with tqdm(total=turns, desc=f"eval {env_name} ({n} episodes)", unit="turn") as bar:
+        started = time.perf_counter()
 
         def turn_done(live: int) -> None:
             bar.set_postfix(running=live, refresh=False)
             bar.update()
+            # a log line too: a bar redraws with \r, so a piped log would show nothing for the whole env (up to 30 min)
+            log.info("eval %s: turn %d/%d done, %d of %d episodes running, %.0f s", env_name, bar.n, turns, live, n,
+                     time.perf_counter() - started)  # fmt: skip
 
         episodes = play(
             model,

@@ -306,10 +306,10 @@ class Expert:
                 "drop": ("drop", "The free cell in front of me is a good place, so I drop what I carry."),
             }.get(plan.finish, ("turn left", "It is right in front of me; I turn away and back to face it again."))
             if act in acts:
-                return react(f"{head} {why}", act)
+                return react(f"{head} {why} The listed action is '{act}'.", act)
         verb = {"pickup": "pickup ", "goto": "go to ", "toggle": "go to "}.get(plan.finish)
         if verb and (act := self._macro(verb, plan.targets)):
-            return react(f"{head} I can see it and there is a path to it.", act)
+            return react(f"{head} I can see it and there is a path to it: the listed action '{act}'.", act)
         keep = plan.targets if plan.finish == "toggle" else set()  # opening the goal door must end on the toggle
         moves = [a for a in acts if not a.startswith(("pickup", "check", "drop")) and a != "toggle"
                  and not (self._strict and a.startswith("toggle")) and self._targets.get(a) not in keep]  # fmt: skip
