@@ -48,6 +48,7 @@ from bench_generation import forced_length, held_out_prompts, serial_generate  #
 from affine.config import load_params  # noqa: E402
 from affine.engine import VLLMEngine, thread_binding  # noqa: E402
 from affine.envs.options import build_env  # noqa: E402
+from affine.errors import StageError  # noqa: E402
 from affine.generation import generate_ids  # noqa: E402
 from affine.model import load_model  # noqa: E402
 from affine.rollout import play  # noqa: E402
@@ -168,7 +169,10 @@ def main() -> None:
         "torch": torch.__version__,
         "note": "2-core machine, possibly shared: other jobs may run during the rounds (see load averages)",
     }
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    try:
+        model, tokenizer = load_model(args.model, dtype=args.dtype)
+    except StageError as error:  # e.g. models/base before `dvc repro prepare`
+        parser.error(f"{error} (models/base is written by `dvc repro prepare`)")
     model.eval()
     _, texts = held_out_prompts(tokenizer, params, args.n)
     prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
