@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from affine.chat import render_prompt  # noqa: E402
 from affine.config import AFFINE_ENVS, load_params  # noqa: E402
 from affine.envs.options import build_env  # noqa: E402
+from affine.errors import StageError  # noqa: E402
 from affine.generation import generate_texts  # noqa: E402
 from affine.model import load_model  # noqa: E402
 from affine.rollout import play  # noqa: E402
@@ -326,4 +327,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except StageError as error:  # e.g. models/base before `dvc repro prepare`: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

@@ -59,6 +59,7 @@ from sft_timing import our_config, plain_config, timed_training  # noqa: E402
 
 from affine.collect import affine_examples, even_split  # noqa: E402
 from affine.config import AFFINE_ENVS, Params, load_params  # noqa: E402
+from affine.errors import StageError  # noqa: E402
 from affine.model import load_model  # noqa: E402
 from affine.sft import lora_config, read_jsonl, split_examples  # noqa: E402
 
@@ -182,4 +183,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except StageError as error:  # e.g. models/base before `dvc repro prepare`: one line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None
