@@ -48,10 +48,10 @@ from bench_generation import forced_length, held_out_prompts, serial_generate  #
 from affine.config import load_params  # noqa: E402
 from affine.engine import VLLMEngine, thread_binding  # noqa: E402
 from affine.envs.options import build_env  # noqa: E402
-from affine.errors import StageError  # noqa: E402
 from affine.generation import generate_ids  # noqa: E402
 from affine.model import load_model  # noqa: E402
 from affine.rollout import play  # noqa: E402
+from affine.stage import KNOWN_ERRORS  # noqa: E402
 from affine.threads import cpu_record  # noqa: E402
 
 MULTI_TURN_ENVS = ("agentgym:textcraft", "agentgym:babyai")
@@ -169,10 +169,7 @@ def main() -> None:
         "torch": torch.__version__,
         "note": "2-core machine, possibly shared: other jobs may run during the rounds (see load averages)",
     }
-    try:
-        model, tokenizer = load_model(args.model, dtype=args.dtype)
-    except StageError as error:  # e.g. models/base before `dvc repro prepare`
-        parser.error(f"{error} (models/base is written by `dvc repro prepare`)")
+    model, tokenizer = load_model(args.model, dtype=args.dtype)
     model.eval()
     _, texts = held_out_prompts(tokenizer, params, args.n)
     prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -279,4 +276,7 @@ def write(out: str, report: dict, runs: dict, tokens: dict, outputs: dict, hits:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KNOWN_ERRORS as error:  # e.g. models/base before `dvc repro prepare`: one line, as a stage gives
+        raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

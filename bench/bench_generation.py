@@ -62,10 +62,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from affine.chat import render_prompt  # noqa: E402
 from affine.config import AFFINE_ENVS, load_params  # noqa: E402
 from affine.envs.options import build_env  # noqa: E402
-from affine.errors import StageError  # noqa: E402
 from affine.generation import generate_texts  # noqa: E402
 from affine.model import load_model  # noqa: E402
 from affine.rollout import play  # noqa: E402
+from affine.stage import KNOWN_ERRORS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI_TURN_ENV = "agentgym:textcraft"
@@ -329,5 +329,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except StageError as error:  # e.g. models/base before `dvc repro prepare`: one line, not a traceback
+    except KNOWN_ERRORS as error:  # e.g. models/base before `dvc repro prepare`: one line, as a stage gives
         raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

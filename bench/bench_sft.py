@@ -59,9 +59,9 @@ from sft_timing import our_config, plain_config, timed_training  # noqa: E402
 
 from affine.collect import affine_examples, even_split  # noqa: E402
 from affine.config import AFFINE_ENVS, Params, load_params  # noqa: E402
-from affine.errors import StageError  # noqa: E402
 from affine.model import load_model  # noqa: E402
 from affine.sft import lora_config, read_jsonl, split_examples  # noqa: E402
+from affine.stage import KNOWN_ERRORS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # diagnostic extra sides (--variants): one setting flipped, to tell which difference the throughput comes from
@@ -185,5 +185,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except StageError as error:  # e.g. models/base before `dvc repro prepare`: one line, not a traceback
+    except KNOWN_ERRORS as error:  # e.g. models/base before `dvc repro prepare`: one line, as a stage gives
         raise SystemExit(f"{Path(__file__).name}: error: {error}") from None

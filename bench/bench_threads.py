@@ -147,8 +147,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--omp-env", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not args.worker and args.model != "tiny" and not Path(args.model).is_dir():
-        parser.error(f"--model {args.model} is not a directory (models/base is written by `dvc repro prepare`)")
     if args.worker:
         print(json.dumps(worker(args)))
         return
