@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from affine.envs.agentgym.babyai import NO_CHANGE, NOT_RECOGNIZED
-from affine.envs.agentgym.react import ACKNOWLEDGEMENT, INVALID_ACTION, MULTIPLE_ACTIONS
+from affine.envs.agentgym.react import ACKNOWLEDGEMENT, INVALID_ACTION, MULTIPLE_ACTIONS, parse_last
 
 # What the envs answer when they do not carry out an action: BabyAI's two texts, the AgentGym client's own two, and
 # TextCraft's "Could not find ..." / "Could not execute ..." (the real server's, in ../shared/agentgym-real).
@@ -49,11 +49,9 @@ class EnvReading:
 
 
 def action_of(reply: str) -> str:
-    """The action a reply names: the first line after its last ``Action:`` (the shape every AgentGym env reads)."""
-    if "Action:" not in reply:
-        return NO_ACTION
-    lines = reply.rsplit("Action:", 1)[1].strip().splitlines()
-    return lines[0].strip() if lines and lines[0].strip() else NO_ACTION
+    """The action a reply names: the first line of what AgentGym's client reads after its last ``Action:``."""
+    action = parse_last(reply).action
+    return NO_ACTION if action is None else action.splitlines()[0].strip()
 
 
 def turns_of(messages: list[dict]) -> list[tuple[str, str | None]]:
@@ -102,7 +100,8 @@ def summarize(rows: list[dict], loop: int = 3, top: int = 5) -> dict[str, EnvRea
         env = str(row["env"])
         reading = readings.setdefault(env, EnvReading())
         reading.episodes += 1
-        reading.successes += bool(row.get("success", float(row.get("score", 0.0)) >= 1.0))
+        success = bool(row.get("success", float(row.get("score", 0.0)) >= 1.0))
+        reading.successes += success
         messages = row.get("episode")
         if not isinstance(messages, list):
             reading.single_turn += 1
@@ -110,7 +109,7 @@ def summarize(rows: list[dict], loop: int = 3, top: int = 5) -> dict[str, EnvRea
         turns = turns_of(messages)
         reading.turns += len(turns)
         reading.rejected_turns += sum(1 for _, answer in turns if answer is not None and is_rejection(answer))
-        if row.get("success") or not turns:
+        if success or not turns:
             continue
         actions = [action for action, _ in turns]
         endings.setdefault(env, Counter())[actions[-1]] += 1
