@@ -21,7 +21,15 @@ DVC = [sys.executable, "-m", "dvc"]
 TINY = {
     "envs": {"agentgym": {"textcraft": {"max_turns": 3}}},
     "collect": {"affine": {"num_samples": 12}, "agentgym": {"num_episodes": 2, "environments": ["agentgym:textcraft"]}},
-    "sft": {"max_steps": 2, "batch_size": 4, "eval_steps": 1, "save_steps": 2, "lora_r": 4, "lora_alpha": 8},
+    "sft": {
+        "max_steps": 2,
+        "batch_size": 2,  # the profile's 2 x 4 accumulation is 8 of the 13 train rows a step: 3 min of the test's 11
+        "gradient_accumulation_steps": 1,
+        "eval_steps": 1,
+        "save_steps": 2,
+        "lora_r": 4,
+        "lora_alpha": 8,
+    },
     "rl": {
         "environments": ["affine:sat", "agentgym:textcraft"],
         "num_rollouts": 1,

@@ -259,8 +259,6 @@ def test_prefix_cache_reuse_gives_the_re_prefill_tokens(engine, tokenizer) -> No
         assert torch.equal(a.token_ids, b.token_ids) and torch.equal(a.action_mask, b.action_mask)
 
 
-@needs_vllm
-@pytest.mark.slow
 def random_lora(model_dir: str):
     """A LoRA policy over the tiny model; :func:`train_lora` gives it trained-looking weights."""
     from peft import LoraConfig, get_peft_model
@@ -279,6 +277,8 @@ def train_lora(policy, seed: int) -> None:
                 weight.normal_(0, 0.5)  # B = 0 (a fresh LoRA) would change nothing
 
 
+@needs_vllm
+@pytest.mark.slow
 def test_lora_adapters_are_served_fresh_each_time(engine, model_dir, tokenizer, tmp_path) -> None:
     """An adapter saved again to the same folder must be re-read, not taken from vLLM's adapter cache."""
     policy = random_lora(model_dir)
