@@ -1,5 +1,6 @@
 """Model resolution and loading: embedded GGUF, local folders, hub ids offline, adapters, quantization guards."""
 
+import contextlib
 import importlib.util
 import json
 
@@ -106,12 +107,60 @@ def test_adapter_config_regex_target_is_left_alone(tmp_path):
     assert json.loads((tmp_path / "adapter_config.json").read_text()) == {"target_modules": ".*(q|v)_proj", "r": 2}
 
 
+def _tiny_gguf(path):
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("test.value", 7)
+    writer.add_tensor("weight", np.arange(6, dtype=np.float32).reshape(2, 3))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_parsed_once_shares_one_reader_per_file_and_restores_gguf(tmp_path):
+    import gguf
+
+    from affine.model import gguf_parsed_once
+
+    first, second = _tiny_gguf(tmp_path / "a.gguf"), _tiny_gguf(tmp_path / "b.gguf")
+    original = gguf.GGUFReader
+    with gguf_parsed_once():
+        reader = gguf.GGUFReader(first)
+        assert gguf.GGUFReader(str(first)) is reader  # str or Path, one reader
+        assert gguf.GGUFReader(second) is not reader
+        with gguf_parsed_once():  # a nested block (prepare_base around from_pretrained) still shares the outer one
+            assert gguf.GGUFReader(first) is reader
+        assert int(reader.fields["test.value"].parts[-1][0]) == 7
+        assert reader.tensors[0].data.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert gguf.GGUFReader is original
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf file")
+    with pytest.raises(ValueError, match="magic"), gguf_parsed_once():
+        gguf.GGUFReader(bad)
+    assert gguf.GGUFReader is original
+
+
 @pytest.mark.slow
-def test_embedded_gguf_converts_once_and_reloads_identically(tmp_path):
+def test_embedded_gguf_converts_once_and_reloads_identically(tmp_path, monkeypatch):
+    import gguf
+
+    import affine.model
+
+    built = []
+    reader = gguf.GGUFReader
+    monkeypatch.setattr(gguf, "GGUFReader", lambda *a, **k: built.append(1) or reader(*a, **k))
     out = prepare_base("embedded:smollm2-135m-instruct", tmp_path / "base")
+    assert len(built) == 1, "config, weights and tokenizer share one parse of the GGUF"
     assert json.loads((out / "source.json").read_text())["gguf_file"].endswith(".gguf")
     reloaded, tokenizer = load_model(str(out))
+    # the reference is transformers' own load, a fresh parse per part
+    monkeypatch.setattr(affine.model, "gguf_parsed_once", contextlib.nullcontext)
     gguf_model, _ = load_model("embedded:smollm2-135m-instruct")
+    assert len(built) > 2
     ids = tokenizer("x1=True, x2=False", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         a, b = reloaded(ids).logits, gguf_model(ids).logits
