@@ -3,7 +3,7 @@
 What we add on top of TRL is only wiring: params → ``SFTConfig``, a seeded train/validation split, assistant-only
 loss through the generation-marked chat template (:mod:`affine.chat`), best-by-eval-loss selection, a resume guard
 (checkpoints from a run with different params or data are discarded, never silently continued), and a measurement of
-pure training throughput in non-padding tokens/s.
+pure training throughput in non-padding tokens/s, and one speed fix to TRL on the CPU (:func:`compact_lm_head`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,35 @@ def sft_config(p: SFTParams, seed: int, output_dir: str | Path, has_cuda: bool |
     )
 
 
+@contextmanager
+def compact_lm_head() -> Iterator[bool]:
+    """While open, TRL's fused LM head projects only the positions that carry a label, on the CPU as on CUDA.
+
+    Why: TRL 1.16 (``add_fused_lm_head``) takes its compact path, ``hidden[labels != -100]``, only on Triton devices;
+    elsewhere it projects every position, so that compilers such as Neuron's see fixed tile shapes. In eager mode on
+    the CPU there is nothing to recompile, and with assistant-only loss 13 % of the default SFT data's tokens carry a
+    label: the 49,152-wide head (forward, its recompute in backward, and the gradient GEMM) ran over 7x more rows than
+    the loss reads. The per-token log-probs are the same rows either way (a test checks loss and gradients). Yields
+    whether the switch was made: a TRL without that hook trains as before, with a warning.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        log.warning("this TRL has no _use_triton hook: its fused LM head scores every position on the CPU (slower)")
+        yield False
+        return
+
+    def compact_everywhere(device: torch.device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    trl_utils._use_triton = compact_everywhere
+    try:
+        yield True
+    finally:
+        trl_utils._use_triton = original
+
+
 class StepTimer(TrainerCallback):
     """Wall time spent inside optimizer steps only, so tokens/s excludes evaluation and checkpoint saving."""
 
@@ -213,17 +243,18 @@ def train_sft(
         peft_config=lora_config(p),
         callbacks=[DVCLiveCallback(live=live), timer, *callbacks],
     )
-    base_eval = trainer.evaluate(metric_key_prefix="base") if resume is None else None
-    started = time.perf_counter()
-    log.info(
-        "training on %d examples (%d validation)%s",
-        len(train_rows),
-        len(val_rows),
-        f", resuming {resume}" * bool(resume),
-    )
-    result = trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - started
-    final_eval = trainer.evaluate()
+    with compact_lm_head():
+        base_eval = trainer.evaluate(metric_key_prefix="base") if resume is None else None
+        started = time.perf_counter()
+        log.info(
+            "training on %d examples (%d validation)%s",
+            len(train_rows),
+            len(val_rows),
+            f", resuming {resume}" * bool(resume),
+        )
+        result = trainer.train(resume_from_checkpoint=resume)
+        wall = time.perf_counter() - started
+        final_eval = trainer.evaluate()
 
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -32,7 +32,10 @@ The first ``--warmup`` steps of each run are excluded from both.  With ``--repea
 
 ``--variants ours_bf16 plain_fp32`` adds diagnostic sides with only ``bf16`` flipped (``dataclasses.replace`` of the
 same configs), to tell how much of the gap is bf16 autocast (on by default in TRL, off in ``sft_config`` on CPU)
-versus gradient checkpointing / length grouping.  Run on an otherwise idle machine (see bench_generation.py on thread
+versus gradient checkpointing / length grouping. ``ours_full_head`` trains as ours without
+``affine.sft.compact_lm_head`` (TRL's fused head over every position on the CPU), ``ours_no_lora_dropout`` with
+``sft.lora_dropout: 0``; ``--no-plain`` leaves plain TRL out (slow where bf16 is emulated) and every ratio is then
+over ours.  Run on an otherwise idle machine (see bench_generation.py on thread
 contention); ``--threads`` sets torch's thread count.
 
 Target: ours >= 1.0x plain TRL's non-padding tokens/s.  Writes bench/results/sft.json and prints a one-line summary.
@@ -41,6 +44,7 @@ Target: ours >= 1.0x plain TRL's non-padding tokens/s.  Writes bench/results/sft
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import json
@@ -60,12 +64,18 @@ from sft_timing import our_config, plain_config, timed_training  # noqa: E402
 from affine.collect import affine_examples, even_split  # noqa: E402
 from affine.config import AFFINE_ENVS, Params, load_params  # noqa: E402
 from affine.model import load_model  # noqa: E402
-from affine.sft import lora_config, read_jsonl, split_examples  # noqa: E402
+from affine.sft import compact_lm_head, lora_config, read_jsonl, split_examples  # noqa: E402
 from affine.stage import KNOWN_ERRORS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# diagnostic extra sides (--variants): one setting flipped, to tell which difference the throughput comes from
-VARIANTS = {"ours_bf16": {"bf16": True}, "plain_fp32": {"bf16": False}}
+# diagnostic extra sides (--variants): one thing changed, to tell which difference the throughput comes from:
+# a config field, an sft param (lora), or the compact LM head left off
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ours_bf16": {"config": {"bf16": True}},
+    "plain_fp32": {"config": {"bf16": False}},
+    "ours_full_head": {"compact_head": False},
+    "ours_no_lora_dropout": {"sft": {"lora_dropout": 0.0}},
+}
 
 
 def training_rows(params: Params, data: Path, count: int) -> tuple[list[dict], str]:
@@ -80,6 +90,9 @@ def training_rows(params: Params, data: Path, count: int) -> tuple[list[dict], s
 
 
 def train_once(side: str, params: Params, args: argparse.Namespace, rows: list[dict]) -> dict:
+    variant = VARIANTS.get(side, {})
+    if "sft" in variant:
+        params = params.model_copy(update={"sft": params.sft.model_copy(update=variant["sft"])})
     model, tokenizer = load_model(args.model, dtype=params.base.dtype)
 
     def make_config(output_dir: str) -> Any:
@@ -87,13 +100,16 @@ def train_once(side: str, params: Params, args: argparse.Namespace, rows: list[d
             config = our_config(params, output_dir, args.steps, args.batch_size)
         else:
             config = plain_config(output_dir, args.steps, args.batch_size)
-        return dataclasses.replace(config, **VARIANTS[side]) if side in VARIANTS else config
+        return dataclasses.replace(config, **variant.get("config", {}))
 
     # ours evaluates by steps (never reached within the run) and so needs an eval set; plain TRL does not
     eval_rows = rows[: max(1, args.batch_size)] if side.startswith("ours") else None
-    run = timed_training(
-        side, model, tokenizer, rows, make_config, lora_config(params.sft), args.warmup, eval_rows=eval_rows
-    )
+    compact = side.startswith("ours") and variant.get("compact_head", True)  # as the sft stage trains
+    with compact_lm_head() if compact else contextlib.nullcontext():
+        run = timed_training(
+            side, model, tokenizer, rows, make_config, lora_config(params.sft), args.warmup, eval_rows=eval_rows
+        )
+    run["compact_lm_head"] = compact
     del model
     gc.collect()
     return run
@@ -115,6 +131,7 @@ def main() -> None:
         choices=sorted(VARIANTS),
         help="extra diagnostic sides: ours with bf16 autocast on CPU, plain TRL in fp32",
     )
+    parser.add_argument("--no-plain", action="store_true", help="leave plain TRL out; ratios are then over ours")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sft.json"))
@@ -128,7 +145,8 @@ def main() -> None:
     params = load_params(args.params)
     rows, source = training_rows(params, Path(args.data), args.examples)
     load_start = round(os.getloadavg()[0], 2)
-    sides = ["plain", "ours", *args.variants]
+    sides = ["ours", *args.variants] if args.no_plain else ["plain", "ours", *args.variants]
+    reference = sides[0]
     runs = [train_once(side, params, args, rows) for _ in range(args.repeats) for side in sides]
 
     totals = {}
@@ -143,9 +161,8 @@ def main() -> None:
             "padding_fraction": round(1 - tokens / max(1, sum(r["padded_tokens"] for r in mine)), 4),
         }
     ratios = {
-        side: round(totals[side]["tokens_per_s"] / max(totals["plain"]["tokens_per_s"], 1e-9), 3) for side in sides
+        side: round(totals[side]["tokens_per_s"] / max(totals[reference]["tokens_per_s"], 1e-9), 3) for side in sides
     }
-    ratio = ratios["ours"]
     report = {
         "model": args.model,
         "data": source,
@@ -165,19 +182,20 @@ def main() -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "totals": totals,
-        "ratio_ours_over_plain": ratio,
-        "ratios_over_plain": ratios,
+        f"ratios_over_{reference}": ratios,
         "runs": runs,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"sft {args.steps} steps x batch {args.batch_size} ({len(rows)} rows): ours {totals['ours']['tokens_per_s']} "
-        f"tok/s (padding {totals['ours']['padding_fraction']:.0%}) vs plain TRL {totals['plain']['tokens_per_s']} "
-        f"tok/s (padding {totals['plain']['padding_fraction']:.0%}) = x{ratio} on {os.cpu_count()} cores, "
-        f"load {load_start}"
-        + "".join(f"; {v} {totals[v]['tokens_per_s']} tok/s (x{ratios[v]})" for v in args.variants)
+        f"sft {args.steps} steps x batch {args.batch_size} ({len(rows)} rows), {os.cpu_count()} cores, "
+        f"load {load_start}: "
+        + "; ".join(
+            f"{side} {totals[side]['tokens_per_s']} tok/s (padding {totals[side]['padding_fraction']:.0%}, "
+            f"x{ratios[side]} over {reference})"
+            for side in sides
+        )
         + f" -> {out}"
     )
 
