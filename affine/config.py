@@ -301,6 +301,8 @@ class EvaluateParams(Section):
     # vLLM's KV cache for the evaluate stages (None: base.vllm_kv_cache_gib): every held-out episode of an env plays
     # at once, so their whole conversations must stay cached between turns or vLLM evicts and re-prefills them
     vllm_kv_cache_gib: float | None = Field(None, gt=0)
+    # CPU only: vLLM's EngineCore and worker inside the stage's process instead of two spawned ones (affine.engine)
+    vllm_in_process: bool = True
     baseline: str | None = None
 
 

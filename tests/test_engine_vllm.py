@@ -108,7 +108,7 @@ def test_from_params_reads_base_and_the_callers_dtype(monkeypatch, tokenizer, tm
     engine = VLLMEngine.from_params(parse_params({"base": raw}), tmp_path, tokenizer, dtype="bfloat16")
     assert isinstance(engine, VLLMEngine)
     assert seen == {"model": tmp_path, "dtype": "bfloat16", "seed": 7, "kv_cache_gib": 1.5, "enforce_eager": False,
-                    "max_lora_rank": 16, "lora": True}  # fmt: skip
+                    "max_lora_rank": 16, "lora": True, "in_process": False}  # fmt: skip
     VLLMEngine.from_params(parse_params({}), tmp_path, tokenizer, dtype="float32", max_lora_rank=64, lora=False)
     assert seen["max_lora_rank"] == 64 and seen["seed"] == parse_params({}).base.seed and seen["lora"] is False
     VLLMEngine.from_params(parse_params({"base": raw}), tmp_path, tokenizer, dtype="float32", kv_cache_gib=8.0)
@@ -137,6 +137,11 @@ def test_evaluate_sizes_its_engine_by_evaluate_kv_cache(monkeypatch, tmp_path) -
         with pytest.raises(RuntimeError, match="stop before loading"):
             evaluate_module.evaluate(params, "base", tmp_path, tmp_path / "o.json", tmp_path / "o.jsonl")
         assert seen["kv_cache_gib"] == expected and seen["dtype"] == params.evaluate.dtype
+        assert seen["in_process"] is True, "evaluate only generates: its engine runs in the stage's process"
+    params = parse_params({"base": {"engine": "vllm"}, "evaluate": {"vllm_in_process": False}})
+    with pytest.raises(RuntimeError, match="stop before loading"):
+        evaluate_module.evaluate(params, "base", tmp_path, tmp_path / "o.json", tmp_path / "o.jsonl")
+    assert seen["in_process"] is False
     with pytest.raises(Exception, match="vllm_kv_cache_gib"):
         parse_params({"evaluate": {"vllm_kv_cache_gib": 0}})
 

@@ -194,7 +194,12 @@ def evaluate(params: Params, which: str, models_dir: str | Path, out_json: str |
         with servable(folder, params.evaluate.dtype) as (served, tokenizer):
             kv_cache_gib = params.evaluate.vllm_kv_cache_gib
             with VLLMEngine.from_params(
-                params, served, tokenizer, dtype=params.evaluate.dtype, kv_cache_gib=kv_cache_gib
+                params,
+                served,
+                tokenizer,
+                dtype=params.evaluate.dtype,
+                kv_cache_gib=kv_cache_gib,
+                in_process=params.evaluate.vllm_in_process,
             ) as engine:
                 return _evaluate_with(engine, tokenizer, params, which, used, folder, out_json, out_samples)
     model, tokenizer = load_merged(folder, params.evaluate.dtype)
