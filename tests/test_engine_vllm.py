@@ -18,7 +18,7 @@ import time
 
 import pytest
 import torch
-from conftest import build_tiny_model, gone_within
+from conftest import build_tiny_model, gone_within, run_guarded
 
 from affine.chat import render_prompt
 from affine.config import parse_params
@@ -370,9 +370,21 @@ def test_evaluate_on_vllm_gives_the_hf_metrics_and_stops_its_engine(tmp_path, mo
     before = _live_children()
     results = {}
     for engine_name in ("hf", "vllm"):
-        params = parse_params({**raw, "base": {"engine": engine_name, "vllm_kv_cache_gib": 1.0}})
+        config = {**raw, "base": {"engine": engine_name, "vllm_kv_cache_gib": 1.0}}
         out, samples = tmp_path / f"{engine_name}.json", tmp_path / f"{engine_name}.jsonl"
-        evaluate(params, "base", models, out, samples)
+        if engine_name == "hf":
+            evaluate(parse_params(config), "base", models, out, samples)
+        else:
+            # its own process, as a stage is: the in-process engine (evaluate.vllm_in_process) binds the process's
+            # OpenMP threads and locks torch.set_num_threads, which later tests in this one would inherit
+            script = (
+                "import json, sys\nfrom affine.config import parse_params\nfrom affine.eval.evaluate import evaluate\n"
+                "if __name__ == '__main__':\n"
+                "    evaluate(parse_params(json.loads(sys.argv[1])), 'base', *sys.argv[2:])\n"
+            )
+            run = run_guarded([sys.executable, "-c", script, json.dumps(config), str(models), str(out), str(samples)])
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert "(EngineCore" not in run.stdout + run.stderr, "evaluate's engine ran in its process, none spawned"
         results[engine_name] = (json.loads(out.read_text()), samples.read_text())
     assert results["vllm"] == results["hf"]
     deadline = time.time() + 30
