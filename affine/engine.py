@@ -12,8 +12,8 @@ fallback where neither installs.  Stages build it with :meth:`VLLMEngine.from_pa
 
 vLLM starts its EngineCore with ``spawn`` (unless ``in_process``: see :func:`_choose_executor`): a script that builds
 an engine needs an ``if __name__ == "__main__":`` guard, and should call :meth:`VLLMEngine.close` (or use it as a
-context manager).  A stage that dies without closing
-(SIGKILL, an unhandled signal) takes vLLM's processes with it all the same: :mod:`affine.reaper` watches them.
+context manager).  A stage that dies without closing (SIGKILL, an unhandled signal) takes vLLM's processes with it
+all the same: :mod:`affine.reaper` watches them.
 """
 
 from __future__ import annotations

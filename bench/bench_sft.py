@@ -129,7 +129,7 @@ def main() -> None:
         nargs="*",
         default=[],
         choices=sorted(VARIANTS),
-        help="extra diagnostic sides: ours with bf16 autocast on CPU, plain TRL in fp32",
+        help="extra diagnostic sides, each one change from ours or plain (VARIANTS)",
     )
     parser.add_argument("--no-plain", action="store_true", help="leave plain TRL out; ratios are then over ours")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")

@@ -41,7 +41,7 @@ def _trainer(tiny_model_dir, tmp_path):
     return trainer
 
 
-def _loss_and_grads(trainer, rows_seen: list[int]):
+def _loss_and_grads(trainer, rows_seen: list[int], monkeypatch):
     import trl.trainer.utils as trl_utils
 
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(MESSAGES))])
@@ -51,31 +51,29 @@ def _loss_and_grads(trainer, rows_seen: list[int]):
         rows_seen.append(hidden.shape[0])
         return original(hidden, *rest)
 
-    trl_utils._ChunkedLogProbFunction.apply = counting
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
         trainer.model.train()
         trainer.model.zero_grad()
         loss = trainer.compute_loss(trainer.model, dict(batch))
         loss.backward()
-    finally:
-        trl_utils._ChunkedLogProbFunction.apply = original
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     labelled = int((batch["labels"][:, 1:] != -100).sum())
     return loss.detach(), grads, labelled, batch["input_ids"][:, 1:].numel()
 
 
-def test_compact_head_scores_only_labelled_rows_with_the_same_loss_and_grads(tiny_model_dir, tmp_path):
+def test_compact_head_scores_only_labelled_rows_with_the_same_loss_and_grads(tiny_model_dir, tmp_path, monkeypatch):
     import trl.trainer.utils as trl_utils
 
     from affine.sft import compact_lm_head
 
     trainer = _trainer(tiny_model_dir, tmp_path)
     full_rows: list[int] = []
-    full_loss, full_grads, labelled, positions = _loss_and_grads(trainer, full_rows)
+    full_loss, full_grads, labelled, positions = _loss_and_grads(trainer, full_rows, monkeypatch)
     hook = trl_utils._use_triton
     with compact_lm_head() as switched:
         compact_rows: list[int] = []
-        compact_loss, compact_grads, _, _ = _loss_and_grads(trainer, compact_rows)
+        compact_loss, compact_grads, _, _ = _loss_and_grads(trainer, compact_rows, monkeypatch)
     assert switched
     assert trl_utils._use_triton is hook  # restored: nothing leaks past the block
     assert full_rows == [positions]  # without it, TRL projects every (shifted) position on the CPU
